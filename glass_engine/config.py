@@ -77,6 +77,10 @@ class MethodConfig:
     limit: int = 392
     """Training samples per epoch; the epoch ends at the first batch that passes this count."""
     distribution: str = "auto"
+    """Feature-space model of the anomalies: `auto` (FFT judgement of the mean training image), `manifold`,
+    `hypersphere`, or `from_table` (read from `distribution_table`)."""
+    distribution_table: str | None = None
+    """Spreadsheet of per-category judgements (our analyze output or the official Class/Distribution file)."""
     beta_mean: float = 0.5
     beta_std: float = 0.1
     rand_aug: bool = True
@@ -144,6 +148,8 @@ class GlassConfig:
         _check_range("method.perlin_min_scale", self.method.perlin_min_scale, 0, 8)
         _check_range("method.perlin_max_scale", self.method.perlin_max_scale, self.method.perlin_min_scale + 1, 9)
         _check_range("run.cache_limit_mb", self.run.cache_limit_mb, 0, 10_000_000)
+        if self.method.distribution == "from_table" and not self.method.distribution_table:
+            raise ConfigError("method.distribution is from_table but method.distribution_table is empty. Give the .xlsx path.")
         if self.backbone.weights and self.backbone.random_init:
             raise ConfigError("backbone.weights and backbone.random_init exclude each other. Give only one.")
         return self

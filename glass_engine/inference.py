@@ -1,0 +1,124 @@
+"""Load a trained run and score images, folders and video or camera frames."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glass_engine.config import GlassConfig
+from glass_engine.data import IMAGE_EXTENSIONS, Preprocessor, read_image
+from glass_engine.device import resolve_device
+from glass_engine.errors import CheckpointError, DatasetError
+from glass_engine.pipeline import GlassModel
+from glass_engine.runs import RunFolder, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    """Result for one image: score in [0, 1], maps at the network size and at the original size."""
+
+    path: str
+    score: float
+    map: np.ndarray
+    """(S, S) float32 anomaly map at the network input size."""
+    original_map: np.ndarray
+    """(H, W) float32 anomaly map mapped back onto the original image."""
+    is_defective: bool | None
+    """score >= threshold, or None when the run has no threshold."""
+
+
+def resolve_run(path: Path) -> tuple[RunFolder, Path]:
+    """Accept a run folder or a checkpoint file inside one; return the run and the checkpoint to load."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"Run folder or checkpoint {path} does not exist. Check the path given to --run.")
+    if path.is_file():
+        run_root = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return RunFolder(run_root), path
+    run = RunFolder(path)
+    for candidate in (run.best_checkpoint, run.last_checkpoint):
+        if candidate.is_file():
+            return run, candidate
+    raise CheckpointError(f"Run folder {path} has no checkpoint (checkpoints/best.pt). Train it first.")
+
+
+class Predictor:
+    """Scores images with a trained run, on the CUDA GPU when present."""
+
+    def __init__(self, run_path: Path, device: str = "auto", threshold: float | None = None):
+        self.run, checkpoint = resolve_run(run_path)
+        config = self.run.read_config()
+        self.config: GlassConfig = config
+        self.device = resolve_device(device)
+        self.model = GlassModel(config, self.device)
+        state = load_checkpoint(checkpoint, self.device)
+        self.model.head.load_state_dict(state["head"])
+        self.model.eval()
+        self.mode = state.get("mode")
+        self.preprocessor = Preprocessor(config.data.image_size, config.data.resize_policy, config.data.crop_ratio)
+        self.threshold = threshold if threshold is not None else self.run.threshold()
+        logger.info("Loaded run %s (checkpoint %s, threshold %s)", self.run.root, checkpoint, self.threshold)
+
+    def predict_arrays(self, images: list[np.ndarray], names: list[str] | None = None) -> list[Prediction]:
+        """Score RGB uint8 images of any size."""
+        if not images:
+            return []
+        tensor = torch.stack([self.preprocessor.image_to_tensor(image) for image in images])
+        scores, maps = self.model(tensor)
+        results = []
+        for i, image in enumerate(images):
+            map_array = maps[i].cpu().numpy().astype(np.float32)
+            score = float(scores[i])
+            results.append(
+                Prediction(
+                    path=names[i] if names else "",
+                    score=score,
+                    map=map_array,
+                    original_map=self.preprocessor.map_to_original(map_array, image.shape[:2]),
+                    is_defective=None if self.threshold is None else score >= self.threshold,
+                )
+            )
+        return results
+
+    def predict_paths(self, paths: Iterable[Path], batch_size: int | None = None) -> Iterator[Prediction]:
+        """Score image files batch by batch; unreadable files raise DatasetError naming the file."""
+        batch_size = batch_size or self.config.data.batch_size
+        pending: list[Path] = []
+        for path in paths:
+            pending.append(Path(path))
+            if len(pending) == batch_size:
+                yield from self._predict_files(pending)
+                pending = []
+        if pending:
+            yield from self._predict_files(pending)
+
+    def _predict_files(self, paths: list[Path]) -> list[Prediction]:
+        images = [read_image(path) for path in paths]
+        return self.predict_arrays(images, [str(path) for path in paths])
+
+
+def collect_image_paths(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Expand files and folders (recursively) into image paths; return (images, skipped with reasons)."""
+    images: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            for path in sorted(item.rglob("*")):
+                if path.is_file():
+                    if path.suffix.lower() in IMAGE_EXTENSIONS:
+                        images.append(path)
+                    else:
+                        skipped.append((path, "not an image file"))
+        elif item.is_file():
+            images.append(item)
+        else:
+            raise DatasetError(f"Input {item} does not exist. Give image files or folders.")
+    return images, skipped
