@@ -136,11 +136,14 @@ class GlassHead(torch.nn.Module):
         mode: str,
         optimizers: list[torch.optim.Optimizer],
         autocast_dtype: torch.dtype = torch.float32,
+        reuse_first_layer: bool = True,
     ) -> StepStats:
         """One optimisation step on a batch.
 
         true_embeddings, fake_embeddings: (B*P, D) embeddings of the clean and the LAS images;
         mask_s: (B*P,) 1 where the LAS mask covers the patch; center: (P, D) centre per position.
+        reuse_first_layer=False recomputes the whole discriminator in every ascent move, as the official
+        code does (the benchmark's reference loop).
         """
         method = self.method
         device = true_embeddings.device
@@ -165,7 +168,7 @@ class GlassHead(torch.nn.Module):
         r_g = torch.zeros((), device=device)
 
         autocast = _autocast(device, autocast_dtype)
-        use_first_layer_cache = method.dsc_layers >= 2
+        use_first_layer_cache = reuse_first_layer and method.dsc_layers >= 2
         if use_first_layer_cache:
             with torch.no_grad(), autocast:
                 true_first = self.discriminator.body[0][0](true.detach())
@@ -187,12 +190,10 @@ class GlassHead(torch.nn.Module):
             if (move + 1) % 5 == 0:
                 dist_g = torch.norm(gaus - batch_center, dim=1)
                 r_g = torch.quantile(dist_g.detach().float(), method.radius)
-                anchor = batch_center if hypersphere else true
-                low = r_t if hypersphere else 0.5
-                offset = gaus - anchor
-                length = dist_g if hypersphere else torch.norm(offset, dim=1)
-                clamped = torch.clamp(length, low, 2 * low)
-                gaus = anchor + (clamped / (length + 1e-10)).reshape(-1, 1) * offset
+                if hypersphere:
+                    gaus = clamp_to_shell(gaus, batch_center, r_t, 2 * r_t)
+                else:
+                    gaus = clamp_to_shell(gaus, true, 0.5, 1.0)
 
         with autocast:
             scores = self.discriminator(torch.cat([true, gaus])).float()
@@ -207,10 +208,8 @@ class GlassHead(torch.nn.Module):
         dist_f = torch.norm(fake_points - batch_center[covered], dim=1)
         r_f = torch.quantile(dist_f.detach().float(), method.radius) if len(dist_f) else torch.zeros((), device=device)
         if hypersphere and len(fake_points):
-            offset = fake_points - batch_center[covered]
-            clamped = torch.clamp(dist_f, 2 * r_t, 4 * r_t)
             fake = fake.clone()
-            fake[covered] = batch_center[covered] + (clamped / (dist_f + 1e-10)).reshape(-1, 1) * offset
+            fake[covered] = clamp_to_shell(fake_points, batch_center[covered], 2 * r_t, 4 * r_t)
 
         with autocast:
             fake_scores = self.discriminator(fake).float()
@@ -239,6 +238,14 @@ class GlassHead(torch.nn.Module):
             r_g=float(r_g),
             r_f=float(r_f),
         )
+
+
+def clamp_to_shell(points: torch.Tensor, anchors: torch.Tensor, low, high) -> torch.Tensor:
+    """Move each point along its ray from its anchor so that its distance lies in [low, high]."""
+    offset = points - anchors
+    length = torch.norm(offset, dim=1)
+    clamped = torch.clamp(length, low, high)
+    return anchors + (clamped / (length + 1e-10)).reshape(-1, 1) * offset
 
 
 def _autocast(device: torch.device, dtype: torch.dtype):

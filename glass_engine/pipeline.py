@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from glass_engine.config import GlassConfig
-from glass_engine.features import FeatureExtractor, PatchEmbedder, WeightsInfo, build_backbone, layer_channels
+from glass_engine.features import (
+    FeatureExtractor,
+    PatchEmbedder,
+    build_backbone,
+    layer_channels,
+    reference_embed,
+)
 from glass_engine.model import GlassHead
 
 logger = logging.getLogger(__name__)
@@ -82,15 +88,24 @@ class GlassModel(torch.nn.Module):
     def positions(self) -> int:
         return self.feature_shape[0] * self.feature_shape[1]
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised images -> (B*P, D) patch embeddings, without gradients."""
+    def embed(self, images: torch.Tensor, reference: bool = False) -> torch.Tensor:
+        """(B, 3, S, S) normalised images -> (B*P, D) patch embeddings, without gradients.
+
+        reference=True uses the straightforward unfold embedding (the benchmark's reference loop).
+        """
         with torch.inference_mode():
             images = images.to(self.device, non_blocking=True)
-            if self.device.type == "cpu":
+            if self.device.type == "cpu" and not reference:
                 images = images.contiguous(memory_format=torch.channels_last)
             features = self.extractor(images)
             features = [f.contiguous() for f in features]
-            embeddings, _ = self.embedder(features)
+            if reference:
+                backbone = self.config.backbone
+                embeddings = reference_embed(
+                    features, backbone.pretrain_embed_dimension, backbone.target_embed_dimension, backbone.patchsize
+                )
+            else:
+                embeddings, _ = self.embedder(features)
         return embeddings.clone()
 
     def score_embeddings(self, embeddings: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -404,7 +404,7 @@ class Trainer:
 
         self._score_samples(model, samples, cache, collect)
         metrics: dict[str, Any] = dict(evaluation.image_metrics(image_scores, labels))
-        metrics.update(pixels.compute(with_aupro=full, with_official_pro=full))
+        metrics.update(pixels.compute(with_official_pro=full))
         metrics["_scores"] = image_scores
         metrics["_pixels"] = pixels
         return metrics
@@ -470,7 +470,7 @@ class Trainer:
                 mask = validation["masks"][position] if label else np.zeros((size, size), dtype=bool)
                 pixels.add(maps[0].cpu().numpy(), mask)
         metrics = dict(evaluation.image_metrics(np.array(scores), np.array(labels)))
-        metrics.update(pixels.compute(with_aupro=False, with_official_pro=False))
+        metrics.update(pixels.compute(with_official_pro=False))
         return {f"{key}": value for key, value in metrics.items()}
 
     def _final_evaluation(self, model, samples, cache, best_epoch) -> dict[str, Any]:
