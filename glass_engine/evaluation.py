@@ -111,7 +111,8 @@ def _as_map_stack(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.issubdtype(map_stack.dtype, np.floating):
         map_stack = map_stack.astype(np.float64)
-    if not np.all(np.isfinite(map_stack)):
+    # min and max propagate NaN, so two reductions find NaN and infinity without a full-size temporary.
+    if map_stack.size and not (np.isfinite(map_stack.min()) and np.isfinite(map_stack.max())):
         raise ValueError("Anomaly maps contain NaN or infinite values. Check the model output.")
     return map_stack, mask_stack.astype(bool, copy=False)
 
@@ -331,9 +332,11 @@ def aupro_exact(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = PRO_FPR_
     together. The trapezoid rule integrates it up to exactly `fpr_limit`, and the last segment is cut
     there by linear interpolation.
 
-    Only the background scores above the `fpr_limit` quantile are sorted (after an O(n) partition), which
-    makes this much faster than thresholding many times. Returns None, with a warning, when the masks
-    contain no defect pixel or no background pixel.
+    Between two distinct defect scores PRO is constant, so the background pixels there form one
+    horizontal segment whose length is a count. Only the background scores above the `fpr_limit`
+    quantile are sorted (after an O(n) partition) to get these counts, which makes this much faster than
+    thresholding many times. Returns None, with a warning, when the masks contain no defect pixel or no
+    background pixel.
     """
     _check_fpr_limit(fpr_limit)
     map_stack, mask_stack = _as_map_stack(maps, masks)
@@ -343,12 +346,10 @@ def aupro_exact(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = PRO_FPR_
     if not _has_both_classes(defect_scores.size, background_scores.size, "AUPRO"):
         return None
 
-    values, fpr = _top_background_fpr(background_scores, fpr_limit)
-    pro_above, pro_at_or_above = _pro_at_values(defect_scores, defect_weights / n_regions, values)
-
-    fpr_before = np.r_[0.0, fpr[:-1]]
-    area = _polyline_area(fpr_before, fpr, pro_above, pro_at_or_above, fpr_limit)
-    return area / fpr_limit
+    background_total = background_scores.size
+    top_background = _top_background_scores(background_scores, fpr_limit)
+    fpr, pro = _pro_polyline(defect_scores, defect_weights / n_regions, top_background, background_total)
+    return _polyline_area(fpr[:-1], fpr[1:], pro[:-1], pro[1:], fpr_limit) / fpr_limit
 
 
 def _check_fpr_limit(fpr_limit: float) -> None:
@@ -375,40 +376,46 @@ def _defect_pixel_weights(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarr
     return np.concatenate(scores), np.concatenate(weights), n_regions
 
 
-def _top_background_fpr(background_scores: np.ndarray, fpr_limit: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return the distinct background scores (descending) down to just past `fpr_limit`, and FPR at each.
+def _top_background_scores(background_scores: np.ndarray, fpr_limit: float) -> np.ndarray:
+    """Return, sorted ascending, the background scores at or above the one that first passes `fpr_limit`.
 
     Partitions `background_scores` in place, which saves a copy of the largest array.
     """
     total = background_scores.size
 
-    # Two pixels more than the limit's share guarantee a value with FPR > fpr_limit despite float rounding.
+    # Two pixels more than the limit's share guarantee a score with FPR > fpr_limit despite float rounding.
     needed = min(total, math.floor(fpr_limit * total) + 2)
     background_scores.partition(total - needed)
     cutoff = background_scores[total - needed]
     top = background_scores[background_scores >= cutoff]
     top.sort()
-
-    descending = top[::-1]
-    run_ends = _run_ends(descending)
-    return descending[run_ends], (run_ends + 1) / total
+    return top
 
 
-def _pro_at_values(
-    defect_scores: np.ndarray, defect_weights: np.ndarray, values: np.ndarray
+def _pro_polyline(
+    defect_scores: np.ndarray, defect_weights: np.ndarray, top_background: np.ndarray, background_total: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return PRO over defect pixels with score > v and with score >= v, for each v of descending `values`.
+    """Return the PRO curve's corner points (FPR ascending) from (0, 0) to FPR 1.
 
-    Each defect pixel adds its weight from the first v below (or at) its score onwards, so placing the
-    weights with one binary search per defect pixel and a cumulative sum avoids a search per threshold.
+    For each distinct defect score v, descending, the curve runs horizontally to (FPR(> v), PRO(> v)) and
+    then to (FPR(>= v), PRO(>= v)), which is a diagonal when background pixels tie with v. Defect scores
+    below every score of `top_background` get FPR values past the limit, which is all the caller needs.
     """
-    ascending_negated = -values
-    first_below = np.searchsorted(ascending_negated, -defect_scores, side="right")
-    first_at_or_below = np.searchsorted(ascending_negated, -defect_scores, side="left")
-    length = values.size + 1
-    above = np.cumsum(np.bincount(first_below, weights=defect_weights, minlength=length))[:-1]
-    at_or_above = np.cumsum(np.bincount(first_at_or_below, weights=defect_weights, minlength=length))[:-1]
-    return above, at_or_above
+    order = np.argsort(defect_scores, kind="stable")[::-1]
+    descending = defect_scores[order]
+    cumulative = np.cumsum(defect_weights[order])
+    run_ends = _run_ends(descending)
+    levels = descending[run_ends]
+    pro_at_or_above = cumulative[run_ends]
+    pro_above = np.r_[0.0, pro_at_or_above[:-1]]
+
+    count = top_background.size
+    fpr_above = (count - np.searchsorted(top_background, levels, side="right")) / background_total
+    fpr_at_or_above = (count - np.searchsorted(top_background, levels, side="left")) / background_total
+
+    fpr = np.r_[0.0, np.column_stack([fpr_above, fpr_at_or_above]).ravel(), 1.0]
+    pro = np.r_[0.0, np.column_stack([pro_above, pro_at_or_above]).ravel(), pro_at_or_above[-1]]
+    return fpr, pro
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -219,7 +219,7 @@ def test_aupro_exact_continuous_scores():
     assert aupro_exact(maps, masks) == pytest.approx(brute_force_aupro(maps, masks, 0.3), abs=1e-6)
 
 
-def test_aupro_exact_perfect_and_constant_maps():
+def test_aupro_exact_hand_cases():
     masks = np.zeros((2, 10, 10), dtype=bool)
     masks[0, 2:5, 2:5] = True
     masks[1, 7:9, 1:3] = True
@@ -228,6 +228,8 @@ def test_aupro_exact_perfect_and_constant_maps():
     assert aupro_exact(masks.astype(float), masks) == pytest.approx(1.0)
     # One threshold only: the curve is the diagonal, whose area up to 0.3 is 0.045.
     assert aupro_exact(np.zeros((2, 10, 10)), masks) == pytest.approx(0.045 / 0.3)
+    # Every defect pixel below every background pixel: FPR reaches 1 before PRO leaves 0.
+    assert aupro_exact((~masks).astype(float), masks) == pytest.approx(0.0)
 
 
 def test_aupro_exact_without_defects_is_none():
