@@ -398,7 +398,9 @@ class Trainer:
             for position, index in enumerate(indices):
                 image_scores[index] = float(scores[position])
                 map_array = maps[position].numpy()
-                pixels.add(map_array, masks[position].numpy() if has_mask[index] else None)
+                # A defective image without ground truth cannot take part in pixel metrics.
+                if has_mask[index]:
+                    pixels.add(map_array, masks[position].numpy())
                 if keep is not None:
                     keep(index, map_array)
 
