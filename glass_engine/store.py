@@ -128,6 +128,11 @@ class ImageRecord:
         return self.path.name
 
     @property
+    def display_name(self) -> str:
+        """File name with its folder ("crack/000.png"), because datasets repeat file names across folders."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+    @property
     def annotated(self) -> bool:
         return self.mask_path is not None
 
@@ -223,6 +228,7 @@ class Project:
         self.read_only_reason = read_only_reason
         self._db = connection
         self._lock = threading.RLock()
+        self._closed = False
 
     # ----------------------------------------------------------------------------------------------------
     # Opening and closing
@@ -331,7 +337,16 @@ class Project:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"Project {self.folder} is closed. Open it again to use it.")
 
     def __enter__(self) -> "Project":
         return self
@@ -373,6 +388,7 @@ class Project:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._require_open()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -390,6 +406,7 @@ class Project:
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
+            self._require_open()
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:

@@ -1,0 +1,133 @@
+"""Entry point of the desktop application (`glass-studio`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SCREENSHOT_SIZE = (1400, 900)
+SETTLE_TIMEOUT_S = 10.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glass-studio", description="GLASS Studio desktop application.")
+    parser.add_argument("--project", type=Path, help="project folder to open (default: the last one, else the demo)")
+    parser.add_argument(
+        "--screenshots", type=Path, metavar="DIR",
+        help="render every main view of the project (default: the demo project) to PNG files in DIR and exit",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.screenshots is not None:
+        # Screenshots need no screen; respect an explicit platform choice such as xcb under Xvfb.
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from glass_engine.logsetup import configure_logging
+
+    log_path = configure_logging("glass-studio")
+    logger.info("GLASS Studio starting; log file %s", log_path)
+
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from glass_gui.errors import install_exception_hook
+    from glass_gui.main_window import MainWindow
+    from glass_gui.settings import APPLICATION, ORGANIZATION
+
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    _install_translations(app)
+    install_exception_hook()
+
+    window = MainWindow()
+    if args.screenshots is not None:
+        written = render_screenshots(window, args.screenshots, args.project)
+        logger.info("Wrote %d screenshots to %s", len(written), args.screenshots)
+        window.close()
+        return 0
+
+    window.show()
+    window.open_initial_project(args.project)
+    return app.exec()
+
+
+def _install_translations(app) -> None:  # type: ignore[no-untyped-def]
+    """Load resources/translations/glass_studio_<locale>.qm when present."""
+    from PySide6.QtCore import QLocale, QTranslator
+
+    from glass_engine.paths import resource_dir
+
+    translator = QTranslator(app)
+    folder = resource_dir() / "translations"
+    if translator.load(QLocale(), "glass_studio", "_", str(folder)):
+        app.installTranslator(translator)
+        logger.info("Loaded translation %s", translator.filePath())
+
+
+def render_screenshots(window, out_dir: Path, project_folder: Path | None = None) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Open the project (the demo project by default), show each view and save it as NN_<key>.png."""
+    from glass_engine.demo import create_demo_project
+    from glass_engine.store import is_project
+    from glass_gui.main_window import demo_folder
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = project_folder or demo_folder()
+    if project_folder is None and not is_project(folder):
+        create_demo_project(folder).close()
+    if not window.open_project(folder):
+        raise SystemExit(f"Cannot open project {folder} for screenshots; see the log.")
+
+    window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    written = []
+    for number, key in enumerate(window.views, start=1):
+        if key == "annotate":
+            _show_example_defect(window)
+        window.show_view(key)
+        _settle(window)
+        path = out_dir / f"{number:02d}_{key}.png"
+        if not window.grab().save(str(path)):
+            raise SystemExit(f"Cannot write screenshot {path}.")
+        written.append(path)
+    return written
+
+
+def _show_example_defect(window) -> None:  # type: ignore[no-untyped-def]
+    project = window.context.project
+    records = project.images(category=window.context.category)
+    annotated = [record for record in records if record.annotated] or records
+    if annotated:
+        window.context.open_image(annotated[0].id, [record.id for record in records])
+
+
+def _settle(window) -> None:  # type: ignore[no-untyped-def]
+    """Process events until the thumbnails on screen are loaded (or SETTLE_TIMEOUT_S passes)."""
+    from PySide6.QtCore import QCoreApplication
+
+    images_view = window.views.get("images")
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        loader = getattr(images_view, "_loader", None)
+        if loader is None or loader.is_idle():
+            break
+        time.sleep(0.02)
+    for _ in range(5):
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
