@@ -134,7 +134,7 @@ class RunFolder:
         writer = csv.DictWriter(buffer, fieldnames=SCORE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "score": f"{row['score']:.8f}"})
+            writer.writerow({**row, "score": repr(float(row["score"]))})
         atomic_write_text(self.scores_path, buffer.getvalue())
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
