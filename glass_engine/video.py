@@ -62,6 +62,9 @@ class FrameSource:
     """An opened video file, camera (by index) or stream (by URL) that yields RGB uint8 frames.
 
     Raises DatasetError when the source cannot be opened. Call `close` (or use `with`) to release it.
+
+    NOTE: only video files and the failure to open an absent camera are tested; reading from a real
+    camera or stream URL has not been run.
     """
 
     def __init__(self, source: str | int | Path):
