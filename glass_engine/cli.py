@@ -210,7 +210,9 @@ def command_predict(args: argparse.Namespace) -> int:
         ok, encoded = cv2.imencode(".png", cv2.applyColorMap(heat, cv2.COLORMAP_JET))
         if ok:
             encoded.tofile(heatmap_dir / name)
-        decision = "" if prediction.is_defective is None else ("NG" if prediction.is_defective else "OK")
+        decision = ""
+        if prediction.is_defective is not None:
+            decision = "NG" if prediction.is_defective else "OK"
         rows.append([prediction.path, f"{prediction.score:.6f}", decision, f"heatmaps/{name}"])
         logger.info("%s score=%.4f %s", prediction.path, prediction.score, decision)
     lines = ["path,score,decision,heatmap"] + [",".join(_csv_field(v) for v in row) for row in rows]
