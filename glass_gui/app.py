@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
 
+    from glass_gui.compat import binding_problem
+
+    problem = binding_problem()
+    if problem is not None:
+        logger.critical(problem)
+        return 2
+
     from glass_gui.errors import install_exception_hook
     from glass_gui.main_window import MainWindow
     from glass_gui.settings import APPLICATION, ORGANIZATION

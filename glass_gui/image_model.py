@@ -157,6 +157,21 @@ class ImageDelegate(QStyledItemDelegate):
     PADDING = 6
     NAME_HEIGHT = 18
 
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._fonts: dict[str, QFont] = {}
+
+    def _badge_font(self, base: QFont) -> QFont:
+        """Return a smaller bold copy of `base`, made once per base font because paint runs per visible cell."""
+        key = base.key()
+        font = self._fonts.get(key)
+        if font is None:
+            font = QFont(base)
+            font.setPointSizeF(max(6.5, base.pointSizeF() * 0.8))
+            font.setBold(True)
+            self._fonts[key] = font
+        return font
+
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
         side = THUMBNAIL_SIZE + 2 * self.PADDING
         return QSize(side, side + self.NAME_HEIGHT)
@@ -187,16 +202,16 @@ class ImageDelegate(QStyledItemDelegate):
         if pixmap is None or pixmap.isNull():
             painter.fillRect(box, palette.color(QPalette.ColorRole.AlternateBase))
             return
-        size = pixmap.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        size = pixmap.size()
+        if size.width() > box.width() or size.height() > box.height():
+            size = size.scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        # Small images are drawn at their own size: scaling up costs time on every paint and shows nothing new.
         x = box.x() + (box.width() - size.width()) // 2
         y = box.y() + (box.height() - size.height()) // 2
         painter.drawPixmap(QRect(x, y, size.width(), size.height()), pixmap)
 
     def _paint_badges(self, painter: QPainter, box: QRect, record: ImageRecord) -> None:
-        font = QFont(painter.font())
-        font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
-        font.setBold(True)
-        painter.setFont(font)
+        painter.setFont(self._badge_font(painter.font()))
 
         if record.label == "good":
             _badge(painter, box.x() + 2, box.y() + 2, self.tr("good"), GOOD_COLOR)

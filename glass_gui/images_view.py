@@ -70,18 +70,23 @@ class ImagesView(StudioView):
                                          (self.tr("Test"), "test"), (self.tr("Validation"), "validation")])
         self.label_filter = self._combo([(self.tr("All labels"), ANY), (self.tr("Good"), "good"),
                                          (self.tr("Defect"), "defect")])
-        self.type_filter = self._combo([(self.tr("All defect types"), ANY)])
+        self.type_filter = self._combo([(self.tr("All types"), ANY)])
         self.annotated_filter = self._combo([(self.tr("Any mask"), ANY), (self.tr("With mask"), True),
                                              (self.tr("Without mask"), False)])
-        self.status_filter = self._combo([(self.tr("Any file state"), ANY), (self.tr("Missing files"), "missing")])
-        self.sort_order = self._combo([(self.tr("Sort by name"), "name"), (self.tr("Sort by score"), "score")])
+        self.status_filter = self._combo([(self.tr("All files"), ANY), (self.tr("Missing"), "missing")])
+        self.sort_order = self._combo([(self.tr("Name"), "name"), (self.tr("Score"), "score")])
+        self.sort_order.setToolTip(self.tr("Sort by file name, or by anomaly score (highest first)"))
         self.count_label = QLabel()
 
         self._filter_row = QHBoxLayout()
         for widget in (self.split_filter, self.label_filter, self.type_filter, self.annotated_filter,
-                       self.status_filter, self.sort_order):
+                       self.status_filter):
             self._filter_row.addWidget(widget)
             widget.currentIndexChanged.connect(lambda _index: self.refresh())
+        self._filter_row.addSpacing(12)
+        self._filter_row.addWidget(QLabel(self.tr("Sort")))
+        self._filter_row.addWidget(self.sort_order)
+        self.sort_order.currentIndexChanged.connect(lambda _index: self.refresh())
         self._filter_row.addStretch(1)
         self._filter_row.addWidget(self.count_label)
 
@@ -89,7 +94,7 @@ class ImagesView(StudioView):
         combo = QComboBox()
         # Let the filter row shrink on small screens; the open list still shows whole entries.
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(6)
+        combo.setMinimumContentsLength(8)
         for text, value in entries:
             combo.addItem(text, value)
         return combo
@@ -177,7 +182,7 @@ class ImagesView(StudioView):
         current = self.type_filter.currentData()
         self.type_filter.blockSignals(True)
         self.type_filter.clear()
-        self.type_filter.addItem(self.tr("All defect types"), ANY)
+        self.type_filter.addItem(self.tr("All types"), ANY)
         if project is not None:
             for defect_type in project.defect_types(self.context.category):
                 self.type_filter.addItem(defect_type, defect_type)

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScanResult:
-    """What discovery found in a folder: one index per readable category and an error per failed one."""
+    """Result of scanning a folder: one index per readable category and an error per failed one."""
 
     root: Path
     layout: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -19,8 +20,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
 from glass_engine.data import read_image
-from glass_engine.errors import DatasetError, OutputError
-from glass_engine.fileio import atomic_write_bytes
+from glass_engine.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +69,25 @@ def load_or_make(path: Path, cache_dir: Path | None, size: int) -> QImage:
     if cached is not None:
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if ok:
-            try:
-                atomic_write_bytes(cached, encoded.tobytes())
-            except OutputError as exc:
-                logger.debug("Thumbnail cache not written: %s", exc)
+            _write_cache_file(cached, encoded.tobytes())
     height, width = rgb.shape[:2]
     return QImage(rgb.data, width, height, width * 3, QImage.Format.Format_RGB888).copy()
+
+
+def _write_cache_file(path: Path, data: bytes) -> None:
+    """Write a cache file through a temporary name and a rename, so readers never see half a file.
+
+    Unlike glass_engine.fileio.atomic_write there is no fsync: a cache file lost in a power cut is simply
+    made again, and skipping fsync keeps thumbnail making fast. A read-only project gets no disk cache.
+    """
+    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        logger.debug("Thumbnail cache file %s not written: %s", path, exc)
 
 
 class _Job(QRunnable):

@@ -169,7 +169,7 @@ class TaskRunner(QObject):
         for thread in list(self._running.values()):
             if thread.isRunning():
                 finished = thread.wait(timeout_ms) and finished
-        # Deliver the queued finished signals, so the runner forgets the ended threads.
+        # Deliver the queued finished signals, so the runner drops the ended threads from its list.
         for _ in range(3):
             QCoreApplication.processEvents()
         return finished

@@ -48,7 +48,7 @@ def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings_in_tmp
 
 @pytest.fixture(autouse=True)
 def message_boxes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Record message boxes instead of blocking on them; `question` answers Yes."""
+    """Record message boxes instead of blocking on them; `question` returns Yes."""
     shown: list[tuple[str, str]] = []
 
     def fake_exec(box: QMessageBox) -> int:
