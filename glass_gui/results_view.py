@@ -27,7 +27,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap, QResizeEvent
+from PySide6.QtGui import QBrush, QCloseEvent, QColor, QIcon, QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -300,7 +300,16 @@ class ResultsFilterProxy(QSortFilterProxyModel):
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
-        self.invalidateFilter()
+        self.refilter()
+
+    def refilter(self) -> None:
+        """Apply the filter again, after the threshold changed the rows' decisions."""
+        # Qt 6.10 deprecates invalidateFilter in favour of the begin/end pair, which older releases lack.
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if self.mode == "all":
@@ -844,11 +853,7 @@ class ResultsView(StudioView):
         self.threshold_panel.f1_button.clicked.connect(self.use_f1_threshold)
         self._build_image_lists()
         self.viewer = HeatmapViewer()
-        self.propose_button = QPushButton(self.tr("Propose mask…"))
-        self.propose_button.setToolTip(self.tr(
-            "Turn the anomaly map at the threshold into a mask and open it in the Annotate view for correction."))
-        self.propose_button.clicked.connect(self.propose_mask)
-        self.viewer.controls.addWidget(self.propose_button)
+        self._build_proposal_controls()
         self.curves = CurvesPanel()
         self.distribution = DistributionPanel(context)
         self.compare = ComparePanel(context)
@@ -932,6 +937,50 @@ class ResultsView(StudioView):
         top.addWidget(self.count_label, 1)
         self.list_tabs.setCornerWidget(self._wrap(top))
 
+    def _build_proposal_controls(self) -> None:
+        self._original_map: np.ndarray | None = None
+        self._mask_level: float | None = None
+        self._mask_level_follows = True
+        self.mask_level_spin = QDoubleSpinBox()
+        self.mask_level_spin.setRange(0.0, 1.0)
+        self.mask_level_spin.setDecimals(4)
+        self.mask_level_spin.setSingleStep(0.01)
+        self.mask_level_spin.setKeyboardTracking(False)
+        self.mask_level_spin.setToolTip(self.tr(
+            "Anomaly-map level of the proposed mask (blue outline). It follows the threshold until you change "
+            "it. The map is smoothed, so its peak is often below the image score: lower the level when the "
+            "outline is empty."))
+        self.mask_level_spin.valueChanged.connect(self._mask_level_edited)
+        self.propose_button = QPushButton(self.tr("Propose mask…"))
+        self.propose_button.setToolTip(self.tr(
+            "Turn the anomaly map at the mask level into a mask and open it in the Annotate view for correction."))
+        self.propose_button.clicked.connect(self.propose_mask)
+        self.viewer.controls.addWidget(QLabel(self.tr("Mask level")))
+        self.viewer.controls.addWidget(self.mask_level_spin)
+        self.viewer.controls.addWidget(self.propose_button)
+
+    def mask_level(self) -> float | None:
+        """Return the map level of proposed masks: the threshold, unless the operator set another level."""
+        return self._mask_level
+
+    def set_mask_level(self, level: float | None, follows_threshold: bool = False) -> None:
+        self._mask_level = level
+        self._mask_level_follows = follows_threshold
+        self.mask_level_spin.blockSignals(True)
+        self.mask_level_spin.setValue(level or 0.0)
+        self.mask_level_spin.blockSignals(False)
+        self._show_proposal()
+
+    def _mask_level_edited(self, value: float) -> None:
+        self.set_mask_level(value)
+
+    def _show_proposal(self) -> None:
+        level = self._mask_level
+        if self._original_map is None or level is None:
+            self.viewer.set_proposal([])
+            return
+        self.viewer.set_proposal(mask_contours(self._original_map >= level))
+
     def _wrap(self, layout: QHBoxLayout) -> QWidget:
         widget = QWidget()
         layout.setContentsMargins(4, 0, 4, 0)
@@ -1000,6 +1049,8 @@ class ResultsView(StudioView):
         self.curves.set_results(results)
         self.viewer.clear()
         self._current_row = None
+        self._original_map = None
+        self.set_mask_level(self.threshold_panel.threshold, follows_threshold=True)
         self._update_summary()
         self._update_count()
         self._update_export_action()
@@ -1034,11 +1085,13 @@ class ResultsView(StudioView):
 
     def _threshold_changed(self, threshold: float) -> None:
         self.model.set_threshold(threshold)
-        self.proxy.invalidateFilter()
-        self.grid_proxy.invalidateFilter()
+        self.proxy.refilter()
+        self.grid_proxy.refilter()
         self._update_count()
         self._pending_threshold = threshold
         self._save_timer.start()
+        if self._mask_level_follows:
+            self.set_mask_level(threshold, follows_threshold=True)
         if self._current_row is not None:
             self._update_caption(self._current_row)
 
@@ -1075,8 +1128,10 @@ class ResultsView(StudioView):
             project.update_run(results.record.id, threshold=results.f1_threshold())
         self.threshold_panel.set_threshold(results.f1_threshold(), emit=False)
         self.model.set_threshold(self.threshold_panel.threshold)
-        self.proxy.invalidateFilter()
-        self.grid_proxy.invalidateFilter()
+        if self._mask_level_follows:
+            self.set_mask_level(self.threshold_panel.threshold, follows_threshold=True)
+        self.proxy.refilter()
+        self.grid_proxy.refilter()
         self._update_count()
 
     # ------------------------------------------------------------------------------------------------------
@@ -1117,6 +1172,7 @@ class ResultsView(StudioView):
         shape = rgb.shape[:2]
         self._original_map = results.original_map(row, shape)
         self.viewer.show_image(rgb, self._original_map, mask_contours(self._truth_mask(row, shape)))
+        self._show_proposal()
         self._update_caption(row)
         project = self.context.project
         self.propose_button.setEnabled(project is not None and not project.read_only
@@ -1137,31 +1193,28 @@ class ResultsView(StudioView):
             else self.tr("good")
         decision = self.model.decision(row) or "–"
         self.viewer.caption.setText(self.tr("{name} · true label {label} · score {score:.4f} · decision {decision} "
-                                            "· green: ground truth").format(
+                                            "· green: ground truth · blue: proposed mask").format(
             name=Path(str(record["path"])).name, label=label, score=record["score"], decision=decision))
 
-    def proposed_mask(self, row: int) -> np.ndarray | None:
-        """Return the mask where the row's anomaly map (in image geometry) reaches the threshold."""
-        results = self.results
-        threshold = self.threshold_panel.threshold
-        if results is None or threshold is None:
+    def proposed_mask(self) -> np.ndarray | None:
+        """Return the mask where the shown image's anomaly map (in image geometry) reaches the mask level."""
+        if self._original_map is None or self._mask_level is None:
             return None
-        path = Path(str(results.rows[row]["path"]))
-        anomaly_map = results.original_map(row, read_image(path).shape[:2])
-        return None if anomaly_map is None else anomaly_map >= threshold
+        return self._original_map >= self._mask_level
 
     def propose_mask(self) -> bool:
         """Show the proposed mask, and after confirmation store it and open the image in the Annotate view."""
         row, project, results = self._current_row, self.context.project, self.results
         if row is None or project is None or results is None or results.image_ids[row] is None:
             return False
-        proposal = self.proposed_mask(row)
+        proposal = self.proposed_mask()
         if proposal is None or not proposal.any():
+            peak = float(self._original_map.max()) if self._original_map is not None else 0.0
             show_error(self, self.tr("No mask to propose"), self.tr(
-                "No pixel of this image's anomaly map reaches the threshold {value:.4f}. Lower the threshold "
-                "to propose a mask.").format(value=self.threshold_panel.threshold or 0.0))
+                "No pixel of this image's anomaly map reaches the mask level {level:.4f}; the map's peak is "
+                "{peak:.4f}. Lower the mask level to propose a mask.").format(level=self._mask_level or 0.0,
+                                                                             peak=peak))
             return False
-        self.viewer.set_proposal(mask_contours(proposal))
         image_id = results.image_ids[row]
         record = project.image(image_id)
         replace = self.tr(" It replaces the image's current mask.") if record.mask_path is not None else ""
@@ -1170,7 +1223,6 @@ class ResultsView(StudioView):
             "Annotate view for correction?{replace}").format(share=float(proposal.mean()), name=record.name,
                                                             replace=replace))
         if answer != QMessageBox.StandardButton.Yes:
-            self.viewer.set_proposal([])
             return False
         try:
             project.set_mask(image_id, proposal)
@@ -1217,6 +1269,10 @@ class ResultsView(StudioView):
 
     def save_state(self) -> None:
         self._flush_threshold()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._flush_threshold()
+        super().closeEvent(event)
 
     def shutdown(self) -> None:
         self._flush_threshold()
