@@ -290,6 +290,8 @@ class AnnotateView(StudioView):
                         keep_record=True)
             return
         try:
+            # NOTE: read on the GUI thread. That takes well under a second for camera-sized images; very
+            # large files (tens of megapixels) would pause the window while they load.
             image = read_image(record.path)
         except GlassError as exc:
             logger.warning("Cannot read image %s: %s", record.path, exc)
