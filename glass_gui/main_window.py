@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(workspace)
         self.setCentralWidget(self.stack)
         self._build_menus()
+        self.statusBar()
 
         self.context.view_requested.connect(self.show_view)
         self.context.status_message.connect(lambda text, timeout: self.statusBar().showMessage(text, timeout))
