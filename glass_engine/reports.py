@@ -56,7 +56,6 @@ PERCENT_FORMAT = "0.0%"
 SCORE_FORMAT = "0.0000"
 NOT_AVAILABLE = "n/a"
 
-SCORE_DECIMALS = 8
 """Decimals of the scores in scores.csv (RunFolder.write_scores). Decisions compare at this precision."""
 THUMBNAIL_SIDE = 96
 """Maximum side length in pixels of the image and heatmap thumbnails on the Images sheet."""
@@ -174,13 +173,12 @@ def _threshold_in_force(given: float | None, info: dict[str, Any], metrics: dict
 def decide(score: float, threshold: float | None) -> str | None:
     """Return "NG" when `score >= threshold`, "OK" below it, and None without a threshold.
 
-    Both values are rounded to the 8 decimals of scores.csv first. The F1-optimal threshold is the exact
-    score of one test image, whose rounded score in scores.csv may lie just below it. At the file's
-    precision that image stays NG, as it was when the threshold was chosen.
+    scores.csv keeps full float precision, so the F1-optimal threshold (the exact score of one test image)
+    compares equal to that image's stored score and the image stays NG.
     """
     if threshold is None:
         return None
-    return "NG" if round(float(score), SCORE_DECIMALS) >= round(float(threshold), SCORE_DECIMALS) else "OK"
+    return "NG" if float(score) >= float(threshold) else "OK"
 
 
 def _unique_labels(roots: Sequence[Path]) -> list[str]:
@@ -257,8 +255,8 @@ def write_scores_csv(run_dir: Path, out: Path, threshold: float | None = None) -
                 entry["path"],
                 _label_text(entry["label"]),
                 entry["defect_type"],
-                f"{entry['score']:.{SCORE_DECIMALS}f}",
-                "" if run.threshold is None else f"{run.threshold:.{SCORE_DECIMALS}f}",
+                repr(float(entry["score"])),
+                "" if run.threshold is None else repr(float(run.threshold)),
                 decision or "",
                 _correct_text(entry["label"], decision) or "",
             ]

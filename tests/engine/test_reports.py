@@ -95,8 +95,7 @@ def read_scores(run_dir):
 
 
 def expected_decision(score_text, threshold):
-    # scores.csv stores 8 decimals, so the threshold is compared at that precision.
-    return "NG" if float(score_text) >= round(threshold, 8) else "OK"
+    return "NG" if float(score_text) >= threshold else "OK"
 
 
 def summary_values(sheet):
@@ -195,18 +194,18 @@ def test_f1_threshold_image_is_ng(report, run_dir):
         assert record["Decision"] == "NG"
 
 
-def test_threshold_compared_at_csv_precision(run_dir, tmp_path):
-    # An exact score whose 8-decimal value in scores.csv was rounded down must still reach its own threshold.
+def test_threshold_equal_to_score_is_ng(run_dir, tmp_path):
+    # scores.csv keeps full precision, so an image whose score equals the threshold is NG and one just
+    # below it is OK.
     scores = read_scores(run_dir)
-    threshold = float(scores[0]["score"]) + 4e-9
-    out = write_report([run_dir], tmp_path / "rounded.xlsx", threshold=threshold, pictures=False)
-    records = sheet_records(openpyxl.load_workbook(out)["Images"])
+    exact = float(scores[0]["score"])
+    at_score = sheet_records(openpyxl.load_workbook(write_report([run_dir], tmp_path / "at.xlsx", threshold=exact, pictures=False))["Images"])
+    above = sheet_records(openpyxl.load_workbook(write_report([run_dir], tmp_path / "above.xlsx", threshold=exact + 1e-9, pictures=False))["Images"])
 
-    assert records[0]["Decision"] == "NG"
-    higher = [record for record in records if record["Score"] > float(scores[0]["score"])]
-    assert all(record["Decision"] == "NG" for record in higher)
-    lower = [record for record in records if record["Score"] < float(scores[0]["score"]) - 1e-8]
-    assert all(record["Decision"] == "OK" for record in lower)
+    assert at_score[0]["Decision"] == "NG"
+    assert above[0]["Decision"] == "OK"
+    for record in at_score:
+        assert record["Decision"] == ("NG" if record["Score"] >= exact else "OK")
 
 
 def test_images_sheet_embeds_thumbnails(report):
@@ -424,4 +423,4 @@ def test_cli_csv_output(run_dir, tmp_path):
     with open(out, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["decision"] for row in rows] == [expected_decision(row["score"], 0.5) for row in read_scores(run_dir)]
-    assert {row["threshold"] for row in rows} == {"0.50000000"}
+    assert {row["threshold"] for row in rows} == {"0.5"}
