@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QVBoxLayo
 logger = logging.getLogger(__name__)
 
 # Arrays are (row, column) like numpy images; the main window sets the same option at start-up.
-pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+pg.setConfigOptions(imageAxisOrder="row-major")
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 GOOD_BRUSH = (46, 125, 50, 150)
@@ -27,10 +27,15 @@ def colour(index: int) -> str:
 
 
 class CurveSet:
-    """Named curves of one PlotItem; `set_data` updates a curve in place and creates it only the first time."""
+    """Named curves of one PlotItem; `set_data` updates a curve in place and creates it only the first time.
 
-    def __init__(self, plot: pg.PlotItem, legend: bool = True):
+    Antialiasing is off by default because it makes each repaint several times slower, which live plots
+    pay on every update.
+    """
+
+    def __init__(self, plot: pg.PlotItem, legend: bool = True, antialias: bool = False):
         self.plot = plot
+        self.antialias = antialias
         self.curves: dict[str, pg.PlotDataItem] = {}
         if legend:
             plot.addLegend(offset=(-5, 5), labelTextSize="8pt", labelTextColor="#222",
@@ -38,7 +43,8 @@ class CurveSet:
 
     def curve(self, name: str) -> pg.PlotDataItem:
         if name not in self.curves:
-            self.curves[name] = self.plot.plot([], [], name=name, pen=pg.mkPen(colour(len(self.curves)), width=2))
+            pen = pg.mkPen(colour(len(self.curves)), width=2)
+            self.curves[name] = self.plot.plot([], [], name=name, pen=pen, antialias=self.antialias)
         return self.curves[name]
 
     def set_data(self, name: str, x: Sequence[float], y: Sequence[float]) -> None:
@@ -55,13 +61,15 @@ def make_plot_widget(title: str, x_label: str, y_label: str, parent: QWidget | N
     return widget
 
 
-def style_plot(plot: pg.PlotItem, title: str, x_label: str = "", y_label: str = "") -> None:
+def style_plot(plot: pg.PlotItem, title: str, x_label: str = "", y_label: str = "", grid: bool = True) -> None:
+    """Give a plot the dark-on-white look of the application; `grid=False` for plots that repaint often."""
     plot.setTitle(title, size="10pt", color="#222")
     if x_label:
         plot.setLabel("bottom", x_label)
     if y_label:
         plot.setLabel("left", y_label)
-    plot.showGrid(x=True, y=True, alpha=0.25)
+    if grid:
+        plot.showGrid(x=True, y=True, alpha=0.25)
     for axis in ("bottom", "left"):
         plot.getAxis(axis).setTextPen("#333")
         plot.getAxis(axis).setPen("#666")

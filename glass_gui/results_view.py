@@ -167,8 +167,8 @@ def _tr(text: str) -> str:
 
 
 def rounded_threshold(threshold: float) -> float:
-    """Return the threshold at the precision of scores.csv, so that counts agree with `reports.decide`."""
-    return round(float(threshold), reports.SCORE_DECIMALS)
+    """Return the threshold as a float; scores.csv keeps full precision, so counts agree with `reports.decide`."""
+    return float(threshold)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -498,7 +498,7 @@ class CurvesPanel(QWidget):
         self.pr = make_plot_widget(self.tr("Precision-recall"), self.tr("recall"), self.tr("precision"))
         self.pro = make_plot_widget(self.tr("Per-region overlap (PRO)"), self.tr("false positive rate"),
                                     self.tr("PRO"))
-        self.sets = {name: CurveSet(widget.getPlotItem()) for name, widget in
+        self.sets = {name: CurveSet(widget.getPlotItem(), antialias=True) for name, widget in
                      (("roc", self.roc), ("pr", self.pr), ("pro", self.pro))}
         self.note = QLabel()
         self.note.setWordWrap(True)
