@@ -166,11 +166,6 @@ def _tr(text: str) -> str:
     return QCoreApplication.translate("results", text)
 
 
-def rounded_threshold(threshold: float) -> float:
-    """Return the threshold as a float; scores.csv keeps full precision, so counts agree with `reports.decide`."""
-    return float(threshold)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Per-image table
 
@@ -437,7 +432,7 @@ class ThresholdPanel(QWidget):
     def set_threshold(self, threshold: float, emit: bool = True) -> None:
         if self._updating or self.results is None:
             return
-        threshold = rounded_threshold(threshold)
+        threshold = float(threshold)
         if threshold == self.threshold:
             return
         self.threshold = threshold
@@ -460,7 +455,7 @@ class ThresholdPanel(QWidget):
 
     def _show_source(self) -> None:
         f1_threshold = self.results.f1_threshold() if self.results is not None else None
-        if f1_threshold is not None and rounded_threshold(f1_threshold) == self.threshold:
+        if f1_threshold is not None and f1_threshold == self.threshold:
             f1 = self.results.metrics.get("threshold_f1")
             text = self.tr("F1-optimal threshold (F1 {f1:.3f} on the test set).").format(f1=f1 or 0.0)
         else:
