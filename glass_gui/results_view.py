@@ -1146,6 +1146,20 @@ class ResultsView(StudioView):
         """Return the source rows the table shows now, in table order."""
         return [self.proxy.mapToSource(self.proxy.index(row, 0)).row() for row in range(self.proxy.rowCount())]
 
+    def select_row(self, row: int) -> None:
+        """Select image `row` of scores.csv in the table (showing all images), which also shows it."""
+        self.filter_combo.setCurrentIndex(0)
+        index = self.proxy.mapFromSource(self.model.index(row, 0))
+        self.table.setCurrentIndex(index)
+        self.table.scrollTo(index)
+
+    def top_defect_row(self) -> int | None:
+        """Return the row of the defective test image with the highest score, or None without one."""
+        if self.results is None:
+            return None
+        defective = [row for row, entry in enumerate(self.results.rows) if entry["label"] == 1]
+        return max(defective, key=lambda row: self.results.rows[row]["score"]) if defective else None
+
     def _row_chosen(self, index: QModelIndex) -> None:
         if index.isValid():
             self.show_row(index.row())

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QT_TRANSLATE_NOOP, Qt, QTimer
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QEventLoop, Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from glass_engine.config import GlassConfig
+from glass_engine.config import GlassConfig, preset
 from glass_engine.errors import ConfigError, GlassError
 from glass_engine.pipeline import eta_seconds
 from glass_engine.runs import RunFolder
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 FORM_SETTING = "train.form_config"
 PLOT_INTERVAL_MS = 250
+FORM_MIN_WIDTH = 360
+"""Pixels; enough for the longest field label beside its editor."""
 LOG_LINES = 5000
 STAT_GROUPS = {"loss": ("loss",), "p": ("p_true", "p_fake"), "radii": ("r_t", "r_g", "r_f")}
 RESUMABLE = ("cancelled", "failed")
@@ -97,6 +100,7 @@ class TrainView(StudioView):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.form, 1)
         left_layout.addWidget(self.weights_box)
+        left.setMinimumWidth(FORM_MIN_WIDTH)
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.controls)
@@ -160,8 +164,14 @@ class TrainView(StudioView):
         self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.runs_table.verticalHeader().hide()
-        self.runs_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.runs_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(40)
+        # The run name is long and the column stretches; the tooltip shows the whole name.
+        self.runs_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.runs_table.itemSelectionChanged.connect(self._update_buttons)
+        self.runs_table.itemSelectionChanged.connect(self._show_selected_history)
 
         self.queue_button = QPushButton(self.tr("Add to queue"))
         self.queue_button.setToolTip(self.tr("Queue a training of each checked category with these settings."))
@@ -188,8 +198,8 @@ class TrainView(StudioView):
         layout = QHBoxLayout(self.controls)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._titled(self.tr("Categories"), self.category_list), 2)
-        layout.addWidget(self._titled(self.tr("Queue"), self.queue_list), 3)
-        layout.addWidget(self._titled(self.tr("Runs"), self.runs_table), 5)
+        layout.addWidget(self._titled(self.tr("Queue"), self.queue_list), 2)
+        layout.addWidget(self._titled(self.tr("Runs"), self.runs_table), 6)
         layout.addLayout(buttons)
 
     def _titled(self, title: str, widget: QWidget) -> QWidget:
@@ -306,8 +316,7 @@ class TrainView(StudioView):
             for column, value in enumerate(values):
                 cell = QTableWidgetItem(value)
                 cell.setData(Qt.ItemDataRole.UserRole, run.id)
-                if column == 2 and run.error:
-                    cell.setToolTip(run.error)
+                cell.setToolTip(run.error if column == 2 and run.error else str(run.run_dir))
                 self.runs_table.setItem(row, column, cell)
             if run.id == selected:
                 self.runs_table.selectRow(row)
@@ -448,14 +457,31 @@ class TrainView(StudioView):
     # ------------------------------------------------------------------------------------------------------
     # Progress
 
-    def _job_started(self, job: TrainingJob) -> None:
+    def _reset_plots(self, epochs: int) -> None:
         self._history = {}
         for curve_set in self.curve_sets.values():
             curve_set.clear()
+            curve_set.plot.setXRange(0, epochs, padding=0.02)
+
+    def _show_selected_history(self) -> None:
+        """Plot the per-epoch history of the selected run, unless a training is running."""
+        project, run_id = self.project, self.selected_run_id()
+        if self.queue.is_running() or project is None or run_id is None:
+            return
+        run = project.run(run_id)
+        try:
+            epochs = GlassConfig.from_yaml(run.config_yaml).method.meta_epochs if run.config_yaml else 1
+        except ConfigError:
+            epochs = 1
+        self._reset_plots(epochs)
+        self._load_history(run.run_dir)
+        self._plots_dirty = True
+        self._redraw_plots()
+
+    def _job_started(self, job: TrainingJob) -> None:
+        self._reset_plots(job.config.method.meta_epochs)
         if job.resumed:
             self._load_history(job.run_dir)
-        for curve_set in self.curve_sets.values():
-            curve_set.plot.setXRange(0, job.config.method.meta_epochs, padding=0.02)
         self._plots_dirty = True
         self._job_started_at = time.monotonic()
         self._last_eta = None
@@ -550,10 +576,85 @@ class TrainView(StudioView):
         except GlassError as exc:
             logger.info("Training settings not saved: %s", exc)
 
+    def shutdown(self) -> None:
+        """Cancel a running training; the main window then waits for the worker thread to end."""
+        self.queue.cancel()
+
     def training_state(self) -> dict[str, Any]:
         """Return what the view shows now (running, progress 0..1, label), for tests and scripts."""
         return {"running": self.queue.is_running(), "progress": self.progress_bar.value() / 1000,
                 "label": self.progress_label.text()}
+
+
+def screenshot_config() -> GlassConfig:
+    """Return the small training of `prepare_screenshots`: MobileNetV2 at 128 px, 3 epochs of 32 samples.
+
+    Without pretrained MobileNetV2 weights on this computer it uses random weights, and the Results view then
+    marks the run as meaningless.
+    """
+    config = preset("mobilenet").updated({
+        "data.image_size": 128,
+        "method.meta_epochs": 3,
+        "method.eval_epochs": 1,
+        "method.limit": 32,
+        "method.step": 5,
+    })
+    if not weights_status(config.backbone).available:
+        config = config.updated({"backbone.random_init": True})
+    return config
+
+
+def prepare_screenshots(views: Mapping[str, StudioView], timeout_s: float = 600.0) -> int | None:
+    """Show a finished run of the current category in the Train and Results views; return its id.
+
+    For `glass-studio --screenshots`: when the category has no finished run, this trains one with
+    `screenshot_config()` and waits in a local event loop, so the window keeps painting. Returns None when
+    no run could be made in `timeout_s`.
+    """
+    train = views.get("train")
+    if not isinstance(train, TrainView) or train.project is None or not train.context.category:
+        return None
+    project, category = train.project, train.context.category
+    if not any(run.status == "done" for run in project.runs(category)) and not project.read_only:
+        _train_and_wait(train, category, timeout_s)
+
+    done = [run for run in project.runs(category) if run.status == "done"]
+    if not done:
+        return None
+    run_id = done[-1].id
+    train.select_run(run_id)
+    results = views.get("results")
+    if results is not None and hasattr(results, "select_run"):
+        results.refresh()
+        results.select_run(run_id)
+        row = results.top_defect_row()
+        if row is not None:
+            results.select_row(row)
+    return run_id
+
+
+def _train_and_wait(train: TrainView, category: str, timeout_s: float) -> None:
+    loop = QEventLoop()
+    statuses: list[str] = []
+
+    def ended(_job: TrainingJob, status: str, message: str, _details: str) -> None:
+        statuses.append(status)
+        if status != "done":
+            logger.error("Screenshot training of %s ended %s: %s", category, status, message)
+        loop.quit()
+
+    train.form.set_config(screenshot_config())
+    train.set_checked_categories([category])
+    train.queue.job_ended.connect(ended)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    try:
+        if train.start():
+            loop.exec()
+        if not statuses:
+            logger.error("Screenshot training of %s did not finish in %.0f s; cancelling it", category, timeout_s)
+            train.cancel()
+    finally:
+        train.queue.job_ended.disconnect(ended)
 
 
 register_view("train", QT_TRANSLATE_NOOP("views", "Train"), TrainView, order=30)
