@@ -563,18 +563,20 @@ class DistributionPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._show_spectrum)
+
         self.spectrum = QLabel(self.tr("Select a category to see the spectrum of its mean training image."))
         self.spectrum.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.spectrum.setMinimumSize(200, 120)
         self.spectrum.setWordWrap(True)
-        note = QLabel(self.tr(
-            "Manifold or hypersphere decides how GLASS shapes its synthetic anomaly features. The judgement "
-            "comes from the spectrum of the mean training image: the figure shows the mean image and, beside it, the "
-            "spectrum points above the threshold. "
-            "“Next training” forces a mode for the next training of the category."))
-        note.setWordWrap(True)
         self.spectra: dict[str, Path] = {}
         self._spectrum_pixmap = QPixmap()
+        note = QLabel(self.tr(
+            "Manifold or hypersphere decides how GLASS shapes its synthetic anomaly features. The judgement "
+            "comes from the spectrum of the mean training image. The figure shows the mean image and, beside "
+            "it, the spectrum points above the threshold. “Next training” forces a mode for the next training "
+            "of the category."))
+        note.setWordWrap(True)
+
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.spectrum)
@@ -606,8 +608,7 @@ class DistributionPanel(QWidget):
             values = [category, distribution.get("mode", self.tr("not judged yet")),
                       str(distribution.get("source", "–"))]
             for key in DISTRIBUTION_FIELDS:
-                value = distribution.get(key)
-                values.append("–" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)))
+                values.append(_format_value(distribution.get(key)))
             values.append(run_name)
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
@@ -752,8 +753,8 @@ class ComparePanel(QWidget):
     def set_checked(self, run_ids: list[int]) -> None:
         for row in range(self.run_list.count()):
             item = self.run_list.item(row)
-            state = Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole).id in run_ids else Qt.CheckState.Unchecked
-            item.setCheckState(state)
+            checked = item.data(Qt.ItemDataRole.UserRole).id in run_ids
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
     def update_tables(self) -> None:
         runs = self.checked_runs()
@@ -1000,7 +1001,9 @@ class ResultsView(StudioView):
                 name=run.name, auroc=auroc)
             self.run_combo.addItem(text, run.id)
         position = self.run_combo.findData(selected) if selected is not None else -1
-        self.run_combo.setCurrentIndex(position if position >= 0 else (0 if runs else -1))
+        if position < 0 and runs:
+            position = 0
+        self.run_combo.setCurrentIndex(position)
         self.run_combo.blockSignals(False)
         if self.run_combo.currentData() != selected or selected is None:
             self._run_selected()
@@ -1224,6 +1227,7 @@ class ResultsView(StudioView):
                 "{peak:.4f}. Lower the mask level to propose a mask.").format(level=self._mask_level or 0.0,
                                                                              peak=peak))
             return False
+
         image_id = results.image_ids[row]
         record = project.image(image_id)
         replace = self.tr(" It replaces the image's current mask.") if record.mask_path is not None else ""
@@ -1233,6 +1237,7 @@ class ResultsView(StudioView):
                                                             replace=replace))
         if answer != QMessageBox.StandardButton.Yes:
             return False
+
         try:
             project.set_mask(image_id, proposal)
         except GlassError as exc:
@@ -1240,7 +1245,8 @@ class ResultsView(StudioView):
             return False
         logger.info("Stored a proposed mask for image %d from run %s", image_id, results.folder.root)
         self.context.notify_images_changed()
-        sequence = [results.image_ids[source] for source in self.visible_rows() if results.image_ids[source] is not None]
+        sequence = [results.image_ids[source] for source in self.visible_rows()
+                    if results.image_ids[source] is not None]
         self.context.open_image(image_id, sequence)
         return True
 

@@ -1,7 +1,7 @@
 """The Train view: configuration form, training queue, progress with live plots, and a log.
 
-Training runs in a worker thread (`glass_gui.train_worker`); this view only reacts to its signals, so the
-GUI thread never waits on training. Plots are redrawn at most every `PLOT_INTERVAL_MS` from the events
+Training runs in a worker thread (`glass_gui.train_worker`). This view only reacts to its signals and never
+blocks on the worker. Plots are redrawn at most every `PLOT_INTERVAL_MS` from the events
 received since the last redraw.
 """
 
@@ -233,8 +233,9 @@ class TrainView(StudioView):
         self.curve_sets: dict[str, CurveSet] = {}
         for position, (key, (title, _unit)) in enumerate(titles.items()):
             plot = self.plot_widget.addPlot(row=position // 2, col=position % 2)
-            # Without grid lines, and with the x range fixed per run, a repaint costs about a third of the
-            # CPU time; a training thread that competes for the GIL multiplies every millisecond of it.
+            # Without grid lines, and with the x range fixed per run, a repaint costs about a third of the CPU
+            # time (measured offscreen). That matters because a training thread competing for the GIL
+            # stretches every millisecond of GUI work.
             style_plot(plot, title, self.tr("epoch"), grid=False)
             self.curve_sets[key] = CurveSet(plot)
         for key, names in STAT_GROUPS.items():

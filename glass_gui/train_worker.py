@@ -1,7 +1,7 @@
 """Training for the GUI: the project's training queue, the worker that runs `Trainer`, and backbone weights.
 
 Training data. A run trains on a `DatasetIndex` built directly from the project's image records, not on an
-exported copy: no image is copied, and the paths in the run's scores.csv are the project's own image paths,
+exported copy, so no image is copied. The paths in the run's scores.csv are the project's own image paths,
 so scores, heatmaps and proposed masks map back to image ids by path. Images of the train split labelled
 good are the training set. Every other image (test and validation splits, and defect images of any split)
 is the test set, as `glass_engine.export.export_mvtec` would lay them out. Missing files are left out and
@@ -133,9 +133,12 @@ def scores_by_image(project: Project, category: str, run_dir: Path) -> dict[int,
 class WeightsStatus:
     """Where a training would take the backbone weights from, found by looking at files only.
 
-    `state` is one of: file (the config names a file), file_missing, imported (Import weights file…),
-    cache (torchvision's download cache), download (none found; torchvision would need the internet),
-    random (random_init).
+    `state` is one of these values:
+    - file: the config names an existing file; file_missing: it names a missing one.
+    - imported: the file that Import weights file… stored for this backbone.
+    - cache: torchvision's download cache contains the weights.
+    - download: none was found, so torchvision would need the internet.
+    - random: random_init is set.
     """
 
     state: str
@@ -300,7 +303,7 @@ class TrainingQueue(QObject):
     """Takes trainings from the project's queue one at a time and records each run in the project.
 
     A cancel or a failure pauses the queue, so one problem (missing weights, say) gives one message and not
-    one per waiting item; `start()` continues with the next waiting item.
+    one per waiting item. `start()` continues with the next waiting item.
 
     Signals: queue_changed(), job_started(TrainingJob), event(TrainingEvent),
     job_ended(TrainingJob, status, message, details) with status done, failed or cancelled, and

@@ -122,8 +122,8 @@ def measure(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     view.queue.job_ended.connect(job_ended)
     view.queue.event.connect(remember_stage)
 
-    # The first paint of a new window loads fonts and builds every widget's caches; in the application the view
-    # is on screen long before a training starts, so the measurement starts after it.
+    # The first paint of a new window loads fonts and fills every widget's caches. In the application the view
+    # is on screen long before a training starts, so the measurement starts after that paint.
     settle_until = time.perf_counter() + 1.0
     while time.perf_counter() < settle_until:
         app.processEvents()

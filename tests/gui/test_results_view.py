@@ -89,8 +89,10 @@ def counts_by_hand(rows: list[dict[str, str]], threshold: float) -> dict[str, in
     for row in rows:
         flagged = float(row["score"]) >= threshold
         defective = row["label"] == "1"
-        key = ("t" if flagged == defective else "f") + ("p" if flagged else "n")
-        counts[key] += 1
+        if flagged:
+            counts["tp" if defective else "fp"] += 1
+        else:
+            counts["fn" if defective else "tn"] += 1
     return counts
 
 

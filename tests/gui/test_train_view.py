@@ -19,7 +19,7 @@ from glass_engine.runs import RunFolder
 from glass_engine.store import Project
 from glass_gui import train_view
 from glass_gui.results_view import ResultsView
-from glass_gui.train_view import TrainView
+from glass_gui.train_view import TrainView, prepare_screenshots
 from glass_gui.train_worker import index_from_project, set_distribution_override, weights_status
 from glass_gui.views import StudioContext
 from tests.conftest import mobilenet_weights, shared_dataset
@@ -124,6 +124,15 @@ def test_training_completes_and_results_fill(qtbot, project):
     auroc_x, auroc_y = view.curve_sets["eval"].curves["image_auroc"].getData()
     assert list(auroc_x) == [1.0, 2.0]
     assert "Finished" in view.log.toPlainText()
+
+    # The screenshot preparation reuses the finished run: its history in the plots, its best defect shown.
+    assert prepare_screenshots({"train": view, "results": results}) == run.id
+    assert view.selected_run_id() == run.id
+    history = RunFolder(run.run_dir).read_history()
+    loss_x, loss_y = view.curve_sets["loss"].curves["loss"].getData()
+    assert list(loss_y) == pytest.approx([row["loss"] for row in history])
+    top = max((row for row in rows if row["label"] == "1"), key=lambda row: float(row["score"]))
+    assert results.viewer.caption.text().startswith(Path(top["path"]).name)
 
 
 def test_cancel_stops_within_batch_then_resumes(qtbot, project):
