@@ -10,6 +10,10 @@ Each gap between two timer calls beyond the interval is time in which the GUI co
 reports the maximum and the 99th percentile of the gaps during training; the target is a maximum under 50 ms.
 Backbone weights: `--weights FILE`, else the shared MobileNetV2 file beside the repository when present, else
 random weights (the latency does not depend on the weights' values).
+
+NOTE: while the worker thread builds the torchvision backbone, the GUI thread waited about 200 ms for the GIL
+in every run on a loaded 2-core machine, so the overall maximum missed the target there. A second line
+therefore reports the gaps from the first training batch on.
 """
 
 from __future__ import annotations
