@@ -98,16 +98,51 @@ def render_screenshots(window, out_dir: Path, project_folder: Path | None = None
 
     window.resize(*SCREENSHOT_SIZE)
     window.show()
+    _prepare_run_views(window)
     written = []
     for number, key in enumerate(window.views, start=1):
         if key == "annotate":
             _show_example_defect(window)
         window.show_view(key)
         _settle(window)
-        path = out_dir / f"{number:02d}_{key}.png"
-        if not window.grab().save(str(path)):
-            raise SystemExit(f"Cannot write screenshot {path}.")
-        written.append(path)
+        written.append(_save_grab(window, out_dir / f"{number:02d}_{key}.png"))
+        if key == "results":
+            written.extend(_save_results_tabs(window, out_dir, number))
+    return written
+
+
+def _save_grab(window, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    if not window.grab().save(str(path)):
+        raise SystemExit(f"Cannot write screenshot {path}.")
+    return path
+
+
+def _prepare_run_views(window) -> None:  # type: ignore[no-untyped-def]
+    """Give Train, Results and Inspect a finished run of the current category (trained here if missing)."""
+    from glass_gui.inspect_view import prepare_screenshot_state
+    from glass_gui.train_view import prepare_screenshots
+
+    if prepare_screenshots(window.views) is None:
+        logger.warning("No finished run for the screenshots; Train, Results and Inspect stay empty.")
+        return
+    inspect = window.views.get("inspect")
+    if inspect is not None:
+        prepare_screenshot_state(inspect)
+
+
+def _save_results_tabs(window, out_dir: Path, number: int) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Save the Results view's other tabs (curves, distribution, comparison) as NNx_results_<tab>.png."""
+    results = window.views["results"]
+    tabs = getattr(results, "tabs", None)
+    if tabs is None:
+        return []
+    written = []
+    for index in range(1, tabs.count()):
+        tabs.setCurrentIndex(index)
+        _settle(window)
+        name = "".join(ch if ch.isalnum() else "_" for ch in tabs.tabText(index).lower()).strip("_")
+        written.append(_save_grab(window, out_dir / f"{number:02d}{chr(ord('a') + index)}_results_{name}.png"))
+    tabs.setCurrentIndex(0)
     return written
 
 
