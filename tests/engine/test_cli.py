@@ -128,3 +128,15 @@ def test_image_size_not_multiple_of_32(tile_root, tmp_path):
     args[args.index("--image-size") + 1] = "100"
     assert main(args) == 0
     assert json.loads((out / "metrics.json").read_text())["image_auroc"] is not None
+
+
+def test_analyze_writes_distribution_table(tile_root, tmp_path):
+    import openpyxl
+
+    out = tmp_path / "distribution.xlsx"
+    assert main(["analyze", "--data", str(tile_root), "--image-size", "96", "--out", str(out)]) == 0
+    sheet = openpyxl.load_workbook(out).active
+    rows = [row for row in sheet.iter_rows(min_row=2, values_only=True) if row[0]]
+    assert [row[0] for row in rows] == ["magnetic_tile"]
+    assert rows[0][1] in ("manifold", "hypersphere")
+    assert len(sheet._images) == 1
