@@ -34,6 +34,7 @@ from glass_engine.data import DatasetIndex, ImageDataset, Preprocessor, discover
 from glass_engine.device import resolve_device
 from glass_engine.errors import DatasetError
 from glass_engine.fileio import atomic_write_json
+from glass_engine.inference import prefetch_batches
 from glass_engine.model import MANIFOLD
 from glass_engine.pipeline import GlassModel
 from glass_engine.synthesis import LASDataset, TextureSource
@@ -263,9 +264,7 @@ def _time_inference(model, index, preprocessor) -> tuple[float, float]:
         backbone_rate = rounds * batch / (time.perf_counter() - started)
 
     started = time.perf_counter()
-    for start in range(0, len(paths), batch):
-        images = [read_image(p) for p in paths[start : start + batch]]
-        tensor = torch.stack([preprocessor.image_to_tensor(image) for image in images])
+    for _, images, tensor in prefetch_batches(paths, batch, preprocessor):
         _, maps = model(tensor)
         for image, map_array in zip(images, maps.cpu().numpy()):
             preprocessor.map_to_original(map_array, image.shape[:2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,18 @@ class Predictor:
         if not images:
             return []
         tensor = torch.stack([self.preprocessor.image_to_tensor(image) for image in images])
+        return self._predict_tensor(tensor, images, names)
+
+    def predict_paths(self, paths: Iterable[Path], batch_size: int | None = None) -> Iterator[Prediction]:
+        """Score image files batch by batch; unreadable files raise DatasetError naming the file.
+
+        The next batch is decoded and resized in a background thread while the model scores the current one.
+        """
+        batch_size = batch_size or self.config.data.batch_size
+        for paths_batch, images, tensor in prefetch_batches(paths, batch_size, self.preprocessor):
+            yield from self._predict_tensor(tensor, images, [str(path) for path in paths_batch])
+
+    def _predict_tensor(self, tensor: torch.Tensor, images: list[np.ndarray], names: list[str] | None) -> list[Prediction]:
         scores, maps = self.model(tensor)
         results = []
         for i, image in enumerate(images):
@@ -87,21 +100,35 @@ class Predictor:
             )
         return results
 
-    def predict_paths(self, paths: Iterable[Path], batch_size: int | None = None) -> Iterator[Prediction]:
-        """Score image files batch by batch; unreadable files raise DatasetError naming the file."""
-        batch_size = batch_size or self.config.data.batch_size
-        pending: list[Path] = []
-        for path in paths:
-            pending.append(Path(path))
-            if len(pending) == batch_size:
-                yield from self._predict_files(pending)
-                pending = []
-        if pending:
-            yield from self._predict_files(pending)
 
-    def _predict_files(self, paths: list[Path]) -> list[Prediction]:
-        images = [read_image(path) for path in paths]
-        return self.predict_arrays(images, [str(path) for path in paths])
+def load_batch(paths: list[Path], preprocessor: Preprocessor) -> tuple[list[np.ndarray], torch.Tensor]:
+    """Read image files and build the normalised input batch."""
+    images = [read_image(path) for path in paths]
+    return images, torch.stack([preprocessor.image_to_tensor(image) for image in images])
+
+
+def prefetch_batches(
+    paths: Iterable[Path], batch_size: int, preprocessor: Preprocessor
+) -> Iterator[tuple[list[Path], list[np.ndarray], torch.Tensor]]:
+    """Yield (paths, images, tensor) per batch, loading batch k + 1 in a thread while batch k is used."""
+    batches: list[list[Path]] = []
+    pending: list[Path] = []
+    for path in paths:
+        pending.append(Path(path))
+        if len(pending) == batch_size:
+            batches.append(pending)
+            pending = []
+    if pending:
+        batches.append(pending)
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-prefetch") as executor:
+        future = executor.submit(load_batch, batches[0], preprocessor)
+        for number, batch in enumerate(batches):
+            images, tensor = future.result()
+            if number + 1 < len(batches):
+                future = executor.submit(load_batch, batches[number + 1], preprocessor)
+            yield batch, images, tensor
 
 
 def collect_image_paths(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
