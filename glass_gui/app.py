@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 
 SCREENSHOT_SIZE = (1400, 900)
 SETTLE_TIMEOUT_S = 10.0
+SCREENSHOT_TRAIN_TIMEOUT_S = 1800.0
+"""Limit for the small training that --screenshots runs when the category has no finished run."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +124,7 @@ def _prepare_run_views(window) -> None:  # type: ignore[no-untyped-def]
     from glass_gui.inspect_view import prepare_screenshot_state
     from glass_gui.train_view import prepare_screenshots
 
-    if prepare_screenshots(window.views) is None:
+    if prepare_screenshots(window.views, timeout_s=SCREENSHOT_TRAIN_TIMEOUT_S) is None:
         logger.warning("No finished run for the screenshots; Train, Results and Inspect stay empty.")
         return
     inspect = window.views.get("inspect")
