@@ -174,7 +174,6 @@ def command_train(args: argparse.Namespace) -> int:
     index = discover(args.data, args.category, args.layout)
     for path, reason in index.skipped:
         logger.warning("Skipped %s: %s", path, reason)
-    logger.info("Dataset %s/%s (%s): %s", index.root, index.category, index.layout, index.counts())
     started = time.monotonic()
     metrics = Trainer(config, index, args.out, on_event=TerminalProgress()).run_training()
     logger.info("Run written to %s in %.1f min", args.out, (time.monotonic() - started) / 60)

@@ -59,13 +59,17 @@ DEFAULT_LAYERS: dict[str, list[str]] = {
 }
 
 
+RANDOM_INIT_SEED = 0
+"""Seed of the untrained backbone of `random_init` runs."""
+
+
 @dataclass
 class WeightsInfo:
     """Where the backbone's weights came from; written into every run's config and report."""
 
     pretrained: bool
     source: str
-    """`file:<path>`, `torchvision:<weights enum>` or `random-init`."""
+    """`file:<path>`, `torchvision:<weights enum>` or `random-init:seed=<n>`."""
 
 
 def user_weights_dir() -> Path:
@@ -79,11 +83,16 @@ def build_backbone(config: BackboneConfig) -> tuple[torch.nn.Module, WeightsInfo
     """Create the backbone and load its weights: explicit file, imported file, torchvision, or random init."""
     if config.name not in BACKBONES:
         raise ConfigError(f"Unknown backbone {config.name!r}. Choose one of: {', '.join(BACKBONES)}.")
-    model = BACKBONES[config.name](weights=None)
-
     if config.random_init:
+        # A fixed seed makes the random backbone identical each time a run is loaded again, so that saved
+        # checkpoints (which hold only the head) reproduce their scores.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            model = BACKBONES[config.name](weights=None)
         logger.warning("Backbone %s uses RANDOM weights (random_init). Results are not meaningful.", config.name)
-        return _frozen(model), WeightsInfo(pretrained=False, source="random-init")
+        return _frozen(model), WeightsInfo(pretrained=False, source=f"random-init:seed={RANDOM_INIT_SEED}")
+
+    model = BACKBONES[config.name](weights=None)
 
     if config.weights:
         path = Path(config.weights).expanduser()

@@ -29,10 +29,22 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp_path)
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
+        # mkstemp creates the file readable by its owner only; give it the permissions of a normal new file.
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe later on.
+_UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

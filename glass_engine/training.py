@@ -28,7 +28,7 @@ from glass_engine.cache import CacheBudget, EmbeddingCache
 from glass_engine.config import GlassConfig
 from glass_engine.data import DatasetIndex, ImageDataset, Preprocessor, Sample, split_validation
 from glass_engine.device import resolve_device, resolve_precision
-from glass_engine.errors import CancelledError, ConfigError, DatasetError, OutputError
+from glass_engine.errors import CancelledError, ConfigError, DatasetError, GlassError, OutputError
 from glass_engine.fileio import atomic_write, atomic_write_json, ensure_writable_dir
 from glass_engine.model import HYPERSPHERE, MANIFOLD
 from glass_engine.pipeline import GlassModel, eta_seconds
@@ -92,6 +92,10 @@ class Trainer:
             self.run.update_info(status="cancelled", finished=_now())
             logger.info("Run %s cancelled", self.run.root)
             raise
+        except GlassError as exc:
+            self.run.update_info(status="failed", error=str(exc), finished=_now())
+            logger.warning("Run %s failed: %s", self.run.root, exc)
+            raise
         except Exception as exc:
             self.run.update_info(status="failed", error=f"{exc.__class__.__name__}: {exc}", finished=_now())
             logger.exception("Run %s failed", self.run.root)
@@ -108,7 +112,8 @@ class Trainer:
                     f"use `glass-engine test --run {self.run.root}` to evaluate it."
                 )
             previous = self.run.read_config() if self.run.config_path.is_file() else None
-            if previous is not None and previous.to_dict() != self.config.to_dict():
+            trained = self.run.last_checkpoint.is_file()
+            if previous is not None and previous.to_dict() != self.config.to_dict() and trained:
                 raise OutputError(
                     f"Run folder {self.run.root} holds an unfinished run with another configuration. Choose a new "
                     f"output folder to start over, or run again with the same settings to resume it."
@@ -163,6 +168,11 @@ class Trainer:
             precision=str(self.autocast_dtype).replace("torch.", ""),
         )
 
+        textures = (
+            TextureSource.from_folder(Path(config.method.textures)) if config.method.textures else TextureSource.builtin()
+        )
+        self.run.update_info(textures=textures.describe())
+
         self._emit("stage", message=f"Building model ({config.backbone.name}) on {self.device}")
         model = GlassModel(config, self.device)
         weights = model.weights_info
@@ -172,11 +182,6 @@ class Trainer:
 
         mode = self._distribution_mode(train_samples)
         self.run.update_info(distribution_mode=mode)
-
-        textures = (
-            TextureSource.from_folder(Path(config.method.textures)) if config.method.textures else TextureSource.builtin()
-        )
-        self.run.update_info(textures=textures.describe())
 
         budget = CacheBudget(config.run.cache_limit_mb * 1024 * 1024)
         spill_dir = self.run.root / "cache"

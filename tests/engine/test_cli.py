@@ -55,6 +55,10 @@ def test_empty_texture_folder_is_rejected(tile_root, tmp_path, caplog):
     assert any(str(empty) in line for line in error_lines(caplog))
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
 
+    # Nothing was trained, so the same folder takes the corrected settings.
+    assert main(train_args(tile_root, out)) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "done"
+
 
 def test_missing_texture_folder_is_rejected(tile_root, tmp_path, caplog):
     missing = tmp_path / "no-such-textures"

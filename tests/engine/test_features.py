@@ -101,3 +101,11 @@ def test_unknown_layer_is_config_error():
     model, _ = build_backbone(BackboneConfig(name="resnet18", random_init=True))
     with pytest.raises(ConfigError, match="layer9"):
         FeatureExtractor(model, ["layer9"])
+
+
+def test_random_init_backbone_is_reproducible():
+    first, info = build_backbone(BackboneConfig(name="resnet18", random_init=True))
+    second, _ = build_backbone(BackboneConfig(name="resnet18", random_init=True))
+    assert not info.pretrained
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name

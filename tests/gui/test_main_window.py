@@ -179,7 +179,13 @@ def test_screenshots_option_writes_one_png_per_view(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
     written = sorted(path.name for path in out.glob("*.png"))
-    assert written == [f"{number:02d}_{key}.png" for number, key in enumerate(VIEW_KEYS, start=1)]
+    views = [f"{number:02d}_{key}.png" for number, key in enumerate(VIEW_KEYS, start=1)]
+    results_number = VIEW_KEYS.index("results") + 1
+    results_tabs = [
+        f"{results_number:02d}{letter}_results_{tab}.png"
+        for letter, tab in (("b", "curves"), ("c", "distribution"), ("d", "compare_runs"))
+    ]
+    assert written == sorted(views + results_tabs)
     for name in written:
         image = cv2.imread(str(out / name))
         assert image.shape[:2] == (900, 1400)
