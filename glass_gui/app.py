@@ -124,12 +124,13 @@ def _prepare_run_views(window) -> None:  # type: ignore[no-untyped-def]
     from glass_gui.inspect_view import prepare_screenshot_state
     from glass_gui.train_view import prepare_screenshots
 
-    if prepare_screenshots(window.views, timeout_s=SCREENSHOT_TRAIN_TIMEOUT_S) is None:
+    run_id = prepare_screenshots(window.views, timeout_s=SCREENSHOT_TRAIN_TIMEOUT_S)
+    if run_id is None:
         logger.warning("No finished run for the screenshots; Train, Results and Inspect stay empty.")
         return
     inspect = window.views.get("inspect")
     if inspect is not None:
-        prepare_screenshot_state(inspect)
+        prepare_screenshot_state(inspect, run_dir=window.context.project.run(run_id).run_dir)
 
 
 def _save_results_tabs(window, out_dir: Path, number: int) -> list[Path]:  # type: ignore[no-untyped-def]
