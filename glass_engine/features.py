@@ -299,3 +299,16 @@ def layer_channels(extractor: FeatureExtractor, image_size: int) -> tuple[list[i
     with torch.inference_mode():
         outputs = extractor(torch.zeros(1, 3, image_size, image_size))
     return [int(o.shape[1]) for o in outputs], [tuple(int(s) for s in o.shape[-2:]) for o in outputs]
+
+
+def warm_up_tracing() -> None:
+    """Trace a tiny network once so that torch.fx and the modules it imports lazily are loaded.
+
+    A GUI calls this at start-up: the first trace otherwise happens in a training worker, and its lazy
+    imports hold Python's import machinery long enough to stall the GUI thread for up to a second.
+    """
+    tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    extractor = create_feature_extractor(tiny, return_nodes={"1": "out"})
+    with torch.inference_mode():
+        extractor(torch.zeros(1, 3, 8, 8))
+    torch.cuda.is_available()

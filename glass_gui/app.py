@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APPLICATION)
     _install_translations(app)
     install_exception_hook()
+    # Load torch.fx's lazy imports now, not in the first training worker where they stall the GUI thread.
+    from glass_engine.features import warm_up_tracing
+
+    warm_up_tracing()
 
     window = MainWindow()
     if args.screenshots is not None:

@@ -80,6 +80,10 @@ def measure(workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     from glass_gui.workers import task_runner
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # As glass_gui.app.main does at start-up.
+    from glass_engine.features import warm_up_tracing
+
+    warm_up_tracing()
     project = create_demo_project(workdir / "demo project")
     context = StudioContext()
     view = TrainView(context)
