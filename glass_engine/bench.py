@@ -144,7 +144,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         f"growth {memory['reference_growth']:.3f} vs {memory['optimised_growth']:.3f}"
     )
 
-    precision = _precision_check(config, index, quick=args.quick)
+    precision = _precision_check(config, index)
     results["precision"] = precision
     logger.info(
         f"{'bfloat16 vs float32':<28} image_auroc {precision['float32']['image_auroc']:.4f} vs "
@@ -356,7 +356,7 @@ def _memory_probe(payload: dict[str, Any]) -> dict[str, Any]:
     return {"peak_rss_mb": sampler.peak / 2**20}
 
 
-def _precision_check(config: GlassConfig, index: DatasetIndex, quick: bool) -> dict[str, Any]:
+def _precision_check(config: GlassConfig, index: DatasetIndex) -> dict[str, Any]:
     """Train the same short run (2 epochs of 16 samples) in float32 and bfloat16 autocast; compare the metrics.
 
     NOTE: two short epochs say little about agreement after a full training; the CPU default stays float32.
