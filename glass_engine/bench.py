@@ -32,7 +32,7 @@ from glass_engine import evaluation
 from glass_engine.config import GlassConfig, preset
 from glass_engine.data import DatasetIndex, ImageDataset, Preprocessor, discover, read_image
 from glass_engine.device import resolve_device
-from glass_engine.errors import DatasetError
+from glass_engine.errors import ConfigError, DatasetError
 from glass_engine.fileio import atomic_write_json
 from glass_engine.inference import prefetch_batches
 from glass_engine.model import MANIFOLD
@@ -41,6 +41,7 @@ from glass_engine.synthesis import LASDataset, TextureSource
 
 logger = logging.getLogger(__name__)
 
+FIGURES = ("epoch", "inference", "aupro", "memory", "precision")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
 
 
@@ -54,6 +55,11 @@ def register_cli(commands: Any) -> None:
     bench.add_argument("--image-size", type=int, help="default 288 (quick: 160)")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    bench.add_argument(
+        "--figures",
+        default=",".join(FIGURES),
+        help=f"comma-separated subset of {','.join(FIGURES)} (default: all); the summary needs all",
+    )
     bench.add_argument("--memory-probe", help=argparse.SUPPRESS)
     bench.set_defaults(handler=command_bench)
 
@@ -115,49 +121,64 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     )
     results: dict[str, Any] = {"config": config.to_dict(), "train": len(index.train), "test": len(index.test)}
 
-    reference_epoch = _time_epoch(model, config, index, las, preprocessor, optimised=False)
-    optimised_epoch = _time_epoch(model, config, index, las, preprocessor, optimised=True)
-    results["epoch_seconds"] = {"reference": reference_epoch, "optimised": optimised_epoch}
-    epoch_speedup = reference_epoch / optimised_epoch
-    logger.info(_line("epoch (eval every epoch)", reference_epoch, optimised_epoch, "s", epoch_speedup))
+    selected = [name.strip() for name in args.figures.split(",") if name.strip()]
+    unknown = sorted(set(selected) - set(FIGURES))
+    if unknown:
+        raise ConfigError(f"Unknown benchmark figure(s) {', '.join(unknown)}. Choose from {', '.join(FIGURES)}.")
+    figures: dict[str, float] = {}
 
-    end_to_end, backbone_only = _time_inference(model, index, preprocessor)
-    inference_ratio = (1 / end_to_end) / (1 / backbone_only)
-    results["inference_images_per_second"] = {"end_to_end": end_to_end, "backbone": backbone_only}
-    logger.info(
-        f"{'inference images/s':<28} backbone   {backbone_only:10.2f} img/s    end-to-end {end_to_end:10.2f} img/s"
-        f"    time ratio {inference_ratio:6.2f}"
-    )
+    if "epoch" in selected:
+        reference_epoch = _time_epoch(model, config, index, las, preprocessor, optimised=False)
+        optimised_epoch = _time_epoch(model, config, index, las, preprocessor, optimised=True)
+        results["epoch_seconds"] = {"reference": reference_epoch, "optimised": optimised_epoch}
+        figures["epoch_speedup"] = reference_epoch / optimised_epoch
+        logger.info(_line("epoch (eval every epoch)", reference_epoch, optimised_epoch, "s", figures["epoch_speedup"]))
 
-    aupro_maps = 20 if args.quick else 100
-    aupro = evaluation.benchmark_aupro(n_maps=aupro_maps, size=288, seed=0)
-    aupro_speedup = aupro["pro_official_s"] / aupro["aupro_exact_s"]
-    results["aupro"] = aupro
-    label = f"AUPRO ({aupro_maps} maps 288px)"
-    logger.info(_line(label, aupro["pro_official_s"], aupro["aupro_exact_s"], "s", aupro_speedup))
+    if "inference" in selected:
+        end_to_end, backbone_only = _time_inference(model, index, preprocessor)
+        figures["inference_over_backbone"] = backbone_only / end_to_end
+        results["inference_images_per_second"] = {"end_to_end": end_to_end, "backbone": backbone_only}
+        logger.info(
+            f"{'inference images/s':<28} backbone   {backbone_only:10.2f} img/s    end-to-end {end_to_end:10.2f} img/s"
+            f"    time ratio {figures['inference_over_backbone']:6.2f}"
+        )
 
-    memory = _memory_growth(args, config, index, small=8 if args.quick else 24)
-    results["memory"] = memory
-    logger.info(
-        f"{'peak RSS eval N -> 4N':<28} reference {memory['reference'][0]:8.0f} -> {memory['reference'][1]:8.0f} MB   "
-        f"optimised {memory['optimised'][0]:8.0f} -> {memory['optimised'][1]:8.0f} MB   "
-        f"growth {memory['reference_growth']:.3f} vs {memory['optimised_growth']:.3f}"
-    )
+    if "aupro" in selected:
+        aupro_maps = 20 if args.quick else 100
+        aupro = evaluation.benchmark_aupro(n_maps=aupro_maps, size=288, seed=0)
+        figures["aupro_speedup"] = aupro["pro_official_s"] / aupro["aupro_exact_s"]
+        results["aupro"] = aupro
+        label = f"AUPRO ({aupro_maps} maps 288px)"
+        logger.info(_line(label, aupro["pro_official_s"], aupro["aupro_exact_s"], "s", figures["aupro_speedup"]))
 
-    precision = _precision_check(config, index)
-    results["precision"] = precision
-    logger.info(
-        f"{'bfloat16 vs float32':<28} image_auroc {precision['float32']['image_auroc']:.4f} vs "
-        f"{precision['bfloat16']['image_auroc']:.4f}  pixel_auroc {precision['float32']['pixel_auroc']:.4f} vs "
-        f"{precision['bfloat16']['pixel_auroc']:.4f}  max diff {precision['max_points_difference']:.2f} points  "
-        f"time ratio {precision['seconds']['float32'] / precision['seconds']['bfloat16']:.2f}"
-    )
-    summary = (
-        f"summary: epoch_speedup={epoch_speedup:.2f} inference_over_backbone={inference_ratio:.2f} "
-        f"aupro_speedup={aupro_speedup:.2f} memory_growth={memory['optimised_growth']:.3f}"
-    )
-    results["summary"] = summary
-    logger.info(summary)
+    if "memory" in selected:
+        memory = _memory_growth(args, config, index, small=8 if args.quick else 24)
+        results["memory"] = memory
+        figures["memory_growth"] = memory["optimised_growth"]
+        logger.info(
+            f"{'peak RSS eval N -> 4N':<28} reference {memory['reference'][0]:8.0f} -> {memory['reference'][1]:8.0f} MB   "
+            f"optimised {memory['optimised'][0]:8.0f} -> {memory['optimised'][1]:8.0f} MB   "
+            f"growth {memory['reference_growth']:.3f} vs {memory['optimised_growth']:.3f}"
+        )
+
+    if "precision" in selected:
+        precision = _precision_check(config, index)
+        results["precision"] = precision
+        logger.info(
+            f"{'bfloat16 vs float32':<28} image_auroc {precision['float32']['image_auroc']:.4f} vs "
+            f"{precision['bfloat16']['image_auroc']:.4f}  pixel_auroc {precision['float32']['pixel_auroc']:.4f} vs "
+            f"{precision['bfloat16']['pixel_auroc']:.4f}  max diff {precision['max_points_difference']:.2f} points  "
+            f"time ratio {precision['seconds']['float32'] / precision['seconds']['bfloat16']:.2f}"
+        )
+
+    if all(name in figures for name in ("epoch_speedup", "inference_over_backbone", "aupro_speedup", "memory_growth")):
+        summary = (
+            f"summary: epoch_speedup={figures['epoch_speedup']:.2f} "
+            f"inference_over_backbone={figures['inference_over_backbone']:.2f} "
+            f"aupro_speedup={figures['aupro_speedup']:.2f} memory_growth={figures['memory_growth']:.3f}"
+        )
+        results["summary"] = summary
+        logger.info(summary)
     return results
 
 

@@ -109,8 +109,32 @@ class GlassHead(torch.nn.Module):
         return self.projection(embeddings) if self.projection is not None else embeddings
 
     def score(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Patch anomaly scores in [0, 1] (1 = anomalous) for (N, D) embeddings."""
-        return self.discriminator(self.project(embeddings)).squeeze(-1)
+        """Patch anomaly scores in [0, 1] (1 = anomalous) for (N, D) embeddings.
+
+        In eval mode the projection (affine) is folded into the discriminator's first linear layer, which
+        removes one D x D product per patch; the result equals the unfolded form up to float rounding.
+        """
+        if self.training or self.projection is None or self.method.dsc_layers < 2:
+            return self.discriminator(self.project(embeddings)).squeeze(-1)
+        weight, bias = self._folded_first_layer()
+        first = torch.nn.functional.linear(embeddings, weight, bias)
+        return self.discriminator.forward_with_first_layer(first).squeeze(-1)
+
+    def _folded_first_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of first_layer(projection(x)), cached until any parameter changes in place."""
+        first = self.discriminator.body[0][0]
+        parameters = [first.weight, first.bias, *self.projection.parameters()]
+        key = tuple((id(p), p._version) for p in parameters)
+        cached = getattr(self, "_folded_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        with torch.no_grad():
+            weight, bias = first.weight, first.bias
+            for layer in reversed(self.projection.layers):
+                bias = bias + weight @ layer.bias
+                weight = weight @ layer.weight
+        self._folded_cache = (key, weight, bias)
+        return weight, bias
 
     def make_optimizers(self) -> list[torch.optim.Optimizer]:
         optimizers = [torch.optim.AdamW(self.discriminator.parameters(), lr=self.method.lr * 2)]

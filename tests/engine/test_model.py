@@ -82,3 +82,20 @@ def test_train_step_updates_and_reports(mode):
     assert 0.0 <= stats.p_fake <= 1.0
     assert stats.r_t > 0
     assert stats.r_g > 0
+
+
+def test_folded_scoring_equals_unfolded():
+    torch.manual_seed(4)
+    head = GlassHead(24, MethodConfig(dsc_hidden=16, pre_proj=2))
+    head.train()
+    head.discriminator(torch.randn(64, 24))  # give BatchNorm non-trivial running statistics
+    head.eval()
+    x = torch.randn(50, 24)
+    unfolded = head.discriminator(head.project(x)).squeeze(-1)
+    assert torch.allclose(head.score(x), unfolded, atol=1e-5)
+
+    with torch.no_grad():
+        head.projection.layers[0].weight.mul_(1.5)
+    changed = head.discriminator(head.project(x)).squeeze(-1)
+    assert not torch.allclose(changed, unfolded, atol=1e-4)
+    assert torch.allclose(head.score(x), changed, atol=1e-5)
