@@ -35,3 +35,23 @@ def mobilenet_weights() -> Path:
     if not MOBILENET_WEIGHTS.is_file():
         pytest.skip(f"shared weights {MOBILENET_WEIGHTS} are not available")
     return MOBILENET_WEIGHTS
+
+
+TINY_RUN = {
+    "data.image_size": 96,
+    "data.batch_size": 4,
+    "method.meta_epochs": 2,
+    "method.eval_epochs": 1,
+    "method.limit": 8,
+    "method.step": 5,
+    "method.dsc_hidden": 64,
+    "run.device": "cpu",
+}
+
+
+def tiny_run_config(changes: dict | None = None):
+    """MobileNetV2 preset with the shared weights, shrunk so that a training takes seconds on a CPU."""
+    from glass_engine.config import preset
+
+    settings = {"backbone.weights": str(mobilenet_weights()), **TINY_RUN, **(changes or {})}
+    return preset("mobilenet").updated(settings)

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from glass_engine.cli import main
-from glass_engine.config import preset
 from glass_engine.data import IMAGENET_MEAN, IMAGENET_STD, discover, read_image
 from glass_engine.errors import CheckpointError, ConfigError
 from glass_engine.inference import Predictor
@@ -23,7 +22,7 @@ from glass_engine.onnx_export import (
 )
 from glass_engine.runs import RunFolder
 from glass_engine.training import Trainer
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 IMAGE_SIZE = 96
@@ -31,19 +30,7 @@ TOLERANCE = 1e-4
 
 
 def tiny_config():
-    return preset("mobilenet").updated(
-        {
-            "backbone.weights": str(mobilenet_weights()),
-            "data.image_size": IMAGE_SIZE,
-            "data.batch_size": 4,
-            "method.meta_epochs": 2,
-            "method.eval_epochs": 1,
-            "method.limit": 8,
-            "method.step": 5,
-            "method.dsc_hidden": 64,
-            "run.device": "cpu",
-        }
-    )
+    return tiny_run_config({"data.image_size": IMAGE_SIZE})
 
 
 @pytest.fixture(scope="module")

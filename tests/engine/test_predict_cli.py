@@ -9,11 +9,10 @@ import cv2
 import pytest
 
 from glass_engine.cli import main
-from glass_engine.config import preset
 from glass_engine.data import discover, read_image
 from glass_engine.runs import RunFolder
 from glass_engine.training import Trainer
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 # Scores in the predict output have 6 decimals and the run's scores.csv has 8.
@@ -21,19 +20,7 @@ SCORE_TOLERANCE = 1e-5
 
 
 def tiny_config():
-    return preset("mobilenet").updated(
-        {
-            "backbone.weights": str(mobilenet_weights()),
-            "data.image_size": 96,
-            "data.batch_size": 4,
-            "method.meta_epochs": 2,
-            "method.eval_epochs": 1,
-            "method.limit": 8,
-            "method.step": 5,
-            "method.dsc_hidden": 64,
-            "run.device": "cpu",
-        }
-    )
+    return tiny_run_config()
 
 
 @pytest.fixture(scope="module")

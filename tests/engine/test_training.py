@@ -7,13 +7,12 @@ import threading
 import numpy as np
 import pytest
 
-from glass_engine.config import preset
 from glass_engine.data import discover, read_image
 from glass_engine.errors import CancelledError, OutputError
 from glass_engine.inference import Predictor
 from glass_engine.runs import METRIC_KEYS, RunFolder
 from glass_engine.training import Trainer, evaluate_run
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 
@@ -26,19 +25,7 @@ def tile_root(tmp_path_factory):
 
 
 def small_config(**changes):
-    config = preset("mobilenet").updated(
-        {
-            "backbone.weights": str(mobilenet_weights()),
-            "data.image_size": 96,
-            "data.batch_size": 4,
-            "method.meta_epochs": 2,
-            "method.eval_epochs": 1,
-            "method.limit": 8,
-            "method.step": 5,
-            "method.dsc_hidden": 64,
-            "run.device": "cpu",
-        }
-    )
+    config = tiny_run_config()
     return config.updated(changes) if changes else config
 
 

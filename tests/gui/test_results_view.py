@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from PySide6.QtCore import Qt
 
-from glass_engine.config import GlassConfig, preset
+from glass_engine.config import GlassConfig
 from glass_engine.data import Preprocessor, discover, read_image, read_mask
 from glass_engine.runs import RunFolder
 from glass_engine.store import Project
@@ -19,24 +19,14 @@ from glass_engine.training import Trainer
 from glass_gui.results_view import SLIDER_STEPS, ResultsView, config_differences
 from glass_gui.train_worker import apply_distribution_override, index_from_project
 from glass_gui.views import StudioContext
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 CATEGORY = "magnetic_tile"
 
 
 def small_config() -> GlassConfig:
-    return preset("mobilenet").updated({
-        "backbone.weights": str(mobilenet_weights()),
-        "data.image_size": 96,
-        "data.batch_size": 4,
-        "method.meta_epochs": 2,
-        "method.eval_epochs": 1,
-        "method.limit": 8,
-        "method.step": 5,
-        "method.dsc_hidden": 64,
-        "run.device": "cpu",
-    })
+    return tiny_run_config()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from glass_gui.results_view import ResultsView
 from glass_gui.train_view import TrainView, prepare_screenshots
 from glass_gui.train_worker import index_from_project, set_distribution_override, weights_status
 from glass_gui.views import StudioContext
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import mobilenet_weights, shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 CATEGORY = "magnetic_tile"
@@ -45,17 +45,7 @@ def project(tile_data, tmp_path) -> Project:  # type: ignore[no-untyped-def]
 
 
 def small_config(**changes):  # type: ignore[no-untyped-def]
-    config = preset("mobilenet").updated({
-        "backbone.weights": str(mobilenet_weights()),
-        "data.image_size": 96,
-        "data.batch_size": 4,
-        "method.meta_epochs": 2,
-        "method.eval_epochs": 1,
-        "method.limit": 8,
-        "method.step": 5,
-        "method.dsc_hidden": 64,
-        "run.device": "cpu",
-    })
+    config = tiny_run_config()
     return config.updated(changes) if changes else config
 
 
