@@ -243,6 +243,23 @@ def _grouped_form(matrix: torch.Tensor, channels: int, kernel: int) -> tuple[tor
     return rows, dense.reshape(len(rows), channels, kernel, kernel), 1
 
 
+def _disjoint_slices(rows: list[torch.Tensor], total: int) -> list[tuple[int, int]] | None:
+    """(start, stop) per layer when each layer's rows are one contiguous range and together they tile
+    0..total without overlap; None otherwise."""
+    slices = []
+    for layer_rows in rows:
+        start, stop = int(layer_rows[0]), int(layer_rows[-1]) + 1
+        if stop - start != len(layer_rows):
+            return None
+        slices.append((start, stop))
+    covered = sorted(slices)
+    if covered[0][0] != 0 or covered[-1][1] != total:
+        return None
+    if any(previous[1] != following[0] for previous, following in zip(covered, covered[1:])):
+        return None
+    return slices
+
+
 class PatchEmbedder(torch.nn.Module):
     """Turn backbone layer maps into one `target_dim` vector per position of the first layer's grid."""
 
@@ -259,19 +276,31 @@ class PatchEmbedder(torch.nn.Module):
             self.register_buffer(f"rows_{index}", rows, persistent=False)
             self.register_buffer(f"weight_{index}", weight.float(), persistent=False)
             self._maps.append(_LayerMap(rows, weight, groups))
+        self._slices = _disjoint_slices([layer.rows for layer in self._maps], target_dim)
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
         """Return (B*h*w, target_dim) embeddings in row-major position order and the grid (h, w)."""
         height, width = features[0].shape[-2:]
         batch = features[0].shape[0]
-        output = features[0].new_zeros(batch, self.target_dim, height, width)
+        mapped_layers = []
         for index, feature in enumerate(features):
-            rows = getattr(self, f"rows_{index}")
             weight = getattr(self, f"weight_{index}").to(feature.dtype)
             mapped = F.conv2d(feature, weight, padding=self.patchsize // 2, groups=self._maps[index].groups)
             if mapped.shape[-2:] != (height, width):
                 mapped = F.interpolate(mapped, size=(height, width), mode="bilinear", align_corners=False)
-            output.index_add_(1, rows, mapped)
+            mapped_layers.append(mapped)
+
+        if self._slices is not None:
+            # Each layer fills its own contiguous block of output dimensions: copy the blocks straight into
+            # the position-major result instead of zero-filling, scattering and transposing.
+            output = features[0].new_empty(batch, height, width, self.target_dim)
+            for (start, stop), mapped in zip(self._slices, mapped_layers):
+                output[..., start:stop] = mapped.permute(0, 2, 3, 1)
+            return output.reshape(-1, self.target_dim), (int(height), int(width))
+
+        output = features[0].new_zeros(batch, self.target_dim, height, width)
+        for index, mapped in enumerate(mapped_layers):
+            output.index_add_(1, getattr(self, f"rows_{index}"), mapped)
         embeddings = output.permute(0, 2, 3, 1).reshape(-1, self.target_dim)
         return embeddings, (int(height), int(width))
 

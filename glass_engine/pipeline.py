@@ -88,25 +88,27 @@ class GlassModel(torch.nn.Module):
     def positions(self) -> int:
         return self.feature_shape[0] * self.feature_shape[1]
 
-    def embed(self, images: torch.Tensor, reference: bool = False) -> torch.Tensor:
+    def embed(self, images: torch.Tensor, reference: bool = False, trainable: bool = True) -> torch.Tensor:
         """(B, 3, S, S) normalised images -> (B*P, D) patch embeddings, without gradients.
 
         reference=True uses the straightforward unfold embedding (the benchmark's reference loop).
+        trainable=False returns an inference-mode tensor (no copy), usable only under inference mode.
         """
         with torch.inference_mode():
             images = images.to(self.device, non_blocking=True)
             if self.device.type == "cpu" and not reference:
                 images = images.contiguous(memory_format=torch.channels_last)
             features = self.extractor(images)
-            features = [f.contiguous() for f in features]
             if reference:
+                features = [f.contiguous() for f in features]
                 backbone = self.config.backbone
                 embeddings = reference_embed(
                     features, backbone.pretrain_embed_dimension, backbone.target_embed_dimension, backbone.patchsize
                 )
             else:
                 embeddings, _ = self.embedder(features)
-        return embeddings.clone()
+        # Inference-mode tensors cannot enter autograd, so training gets a normal copy.
+        return embeddings.clone() if trainable else embeddings
 
     def score_embeddings(self, embeddings: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(B*P, D) embeddings -> image scores (B,) and blurred maps (B, S, S) at the input size."""
@@ -121,7 +123,8 @@ class GlassModel(torch.nn.Module):
         return image_scores, maps
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.score_embeddings(self.embed(images), images.shape[0])
+        with torch.inference_mode():
+            return self.score_embeddings(self.embed(images, trainable=False), images.shape[0])
 
 
 def eta_seconds(elapsed: float, done: float, total: float) -> float | None:
