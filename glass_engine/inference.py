@@ -85,20 +85,32 @@ class Predictor:
 
     def _predict_tensor(self, tensor: torch.Tensor, images: list[np.ndarray], names: list[str] | None) -> list[Prediction]:
         scores, maps = self.model(tensor)
-        results = []
-        for i, image in enumerate(images):
-            map_array = maps[i].cpu().numpy().astype(np.float32)
-            score = float(scores[i])
-            results.append(
-                Prediction(
-                    path=names[i] if names else "",
-                    score=score,
-                    map=map_array,
-                    original_map=self.preprocessor.map_to_original(map_array, image.shape[:2]),
-                    is_defective=None if self.threshold is None else score >= self.threshold,
-                )
+        return build_predictions(images, names, scores.cpu().numpy(), maps.cpu().numpy(), self.preprocessor, self.threshold)
+
+
+def build_predictions(
+    images: list[np.ndarray],
+    names: list[str] | None,
+    scores: np.ndarray,
+    maps: np.ndarray,
+    preprocessor: Preprocessor,
+    threshold: float | None,
+) -> list[Prediction]:
+    """Turn a batch's image scores and (B, S, S) maps into Predictions with maps on the original images."""
+    results = []
+    for i, image in enumerate(images):
+        map_array = maps[i].astype(np.float32)
+        score = float(scores[i])
+        results.append(
+            Prediction(
+                path=names[i] if names else "",
+                score=score,
+                map=map_array,
+                original_map=preprocessor.map_to_original(map_array, image.shape[:2]),
+                is_defective=None if threshold is None else score >= threshold,
             )
-        return results
+        )
+    return results
 
 
 def load_batch(paths: list[Path], preprocessor: Preprocessor) -> tuple[list[np.ndarray], torch.Tensor]:

@@ -43,7 +43,7 @@ from glass_engine.data import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, read_im
 from glass_engine.errors import CheckpointError, ConfigError
 from glass_engine.features import layer_channels
 from glass_engine.fileio import atomic_write_bytes
-from glass_engine.inference import Prediction, Predictor
+from glass_engine.inference import Prediction, Predictor, build_predictions, prefetch_batches
 from glass_engine.pipeline import MAP_BLUR_SIGMA, GlassModel, gaussian_kernel1d
 
 logger = logging.getLogger(__name__)
@@ -305,37 +305,15 @@ class OnnxPredictor:
             return []
         batch = np.stack([self.preprocessor.image_to_tensor(image).numpy() for image in images])
         scores, maps = self.run_tensor(batch)
-
-        results = []
-        for i, image in enumerate(images):
-            map_array = maps[i].astype(np.float32)
-            score = float(scores[i])
-            results.append(
-                Prediction(
-                    path=names[i] if names else "",
-                    score=score,
-                    map=map_array,
-                    original_map=self.preprocessor.map_to_original(map_array, image.shape[:2]),
-                    is_defective=None if self.threshold is None else score >= self.threshold,
-                )
-            )
-        return results
+        return build_predictions(images, names, scores, maps, self.preprocessor, self.threshold)
 
     def predict_paths(self, paths: Iterable[Path], batch_size: int | None = None) -> Iterator[Prediction]:
         """Score image files batch by batch. An unreadable file raises DatasetError naming the file."""
         batch_size = batch_size or self.batch_size
-        pending: list[Path] = []
-        for path in paths:
-            pending.append(Path(path))
-            if len(pending) == batch_size:
-                yield from self._predict_files(pending)
-                pending = []
-        if pending:
-            yield from self._predict_files(pending)
-
-    def _predict_files(self, paths: list[Path]) -> list[Prediction]:
-        images = [read_image(path) for path in paths]
-        return self.predict_arrays(images, [str(path) for path in paths])
+        for paths_batch, images, tensor in prefetch_batches(paths, batch_size, self.preprocessor):
+            scores, maps = self.run_tensor(tensor.numpy())
+            names = [str(path) for path in paths_batch]
+            yield from build_predictions(images, names, scores, maps, self.preprocessor, self.threshold)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ from glass_gui.plots import (
 )
 from glass_gui.thumbnails import ThumbnailLoader
 from glass_gui.train_worker import OVERRIDE_MODES, distribution_overrides, set_distribution_override
-from glass_gui.views import StudioContext, StudioView, register_view
+from glass_gui.views import StudioContext, StudioView, register_view, titled_box
 from glass_gui.workers import run_with_progress
 
 logger = logging.getLogger(__name__)
@@ -709,9 +709,9 @@ class ComparePanel(QWidget):
         left_layout.addWidget(self.run_list, 1)
         left_layout.addWidget(self.export_button)
         right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self._titled(self.tr("Metrics"), self.metrics_table))
+        right.addWidget(titled_box(self.tr("Metrics"), self.metrics_table))
         self.diff_note = QLabel()
-        diff_box = self._titled(self.tr("Settings that differ"), self.diff_table)
+        diff_box = titled_box(self.tr("Settings that differ"), self.diff_table)
         diff_box.layout().insertWidget(0, self.diff_note)
         right.addWidget(diff_box)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -720,13 +720,6 @@ class ComparePanel(QWidget):
         splitter.setStretchFactor(1, 4)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
-
-    def _titled(self, title: str, widget: QWidget) -> QWidget:
-        box = QGroupBox(title)
-        layout = QVBoxLayout(box)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(widget)
-        return box
 
     def refresh(self) -> None:
         project = self.context.project

@@ -45,7 +45,7 @@ from glass_gui.config_form import ConfigForm
 from glass_gui.errors import show_error
 from glass_gui.plots import CurveSet, style_plot
 from glass_gui.train_worker import TrainingJob, TrainingQueue, import_weights, weights_status
-from glass_gui.views import StudioContext, StudioView, register_view
+from glass_gui.views import StudioContext, StudioView, register_view, titled_box
 from glass_gui.workers import run_with_progress
 
 logger = logging.getLogger(__name__)
@@ -197,17 +197,10 @@ class TrainView(StudioView):
 
         layout = QHBoxLayout(self.controls)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._titled(self.tr("Categories"), self.category_list), 2)
-        layout.addWidget(self._titled(self.tr("Queue"), self.queue_list), 2)
-        layout.addWidget(self._titled(self.tr("Runs"), self.runs_table), 6)
+        layout.addWidget(titled_box(self.tr("Categories"), self.category_list), 2)
+        layout.addWidget(titled_box(self.tr("Queue"), self.queue_list), 2)
+        layout.addWidget(titled_box(self.tr("Runs"), self.runs_table), 6)
         layout.addLayout(buttons)
-
-    def _titled(self, title: str, widget: QWidget) -> QWidget:
-        box = QGroupBox(title)
-        layout = QVBoxLayout(box)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(widget)
-        return box
 
     def _build_progress(self) -> None:
         self.progress_box = QWidget()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QObject, Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from glass_engine.store import Project
 
@@ -181,3 +181,12 @@ def load_views() -> list[ViewSpec]:
                 logger.info("View module %s is not installed; showing a placeholder", module)
         _loaded = True
     return view_specs()
+
+
+def titled_box(title: str, widget: QWidget) -> QGroupBox:
+    """Wrap a widget in a group box with a title and narrow margins."""
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(4, 4, 4, 4)
+    layout.addWidget(widget)
+    return box
