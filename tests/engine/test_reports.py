@@ -14,13 +14,12 @@ import pytest
 from openpyxl.utils import column_index_from_string
 
 from glass_engine.cli import main
-from glass_engine.config import preset
 from glass_engine.data import discover
 from glass_engine.errors import CheckpointError, OutputError
 from glass_engine.inference import Predictor
 from glass_engine.reports import write_inspection_report, write_report, write_scores_csv
 from glass_engine.training import Trainer
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 METRIC_ROWS = {
@@ -48,18 +47,7 @@ def run_dir(tmp_path_factory):
     # A space and non-ASCII letters in the data path on purpose.
     target = tmp_path_factory.mktemp("data") / "Prüf daten"
     data = copy_mvtec_subset(source, target, train=8, good=3, per_type=2, types=["blowhole", "crack"])
-    config = preset("mobilenet").updated(
-        {
-            "backbone.weights": str(mobilenet_weights()),
-            "data.image_size": 96,
-            "data.batch_size": 4,
-            "method.meta_epochs": 2,
-            "method.limit": 8,
-            "method.step": 5,
-            "method.dsc_hidden": 64,
-            "run.device": "cpu",
-        }
-    )
+    config = tiny_run_config({"method.eval_epochs": 5})
     run_folder = tmp_path_factory.mktemp("runs") / "tile run"
     Trainer(config, discover(data, "magnetic_tile"), run_folder).run_training()
     return run_folder

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from glass_engine.config import preset
 from glass_engine.data import discover, read_image
 from glass_engine.errors import DatasetError
 from glass_engine.inference import Predictor
@@ -22,7 +21,7 @@ from glass_engine.video import (
     overlay,
     parse_source,
 )
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 FRAME_SIZE = (160, 128)
@@ -41,18 +40,7 @@ def tile_images():
 def predictor(tmp_path_factory):
     source = shared_dataset("magnetic_tile") / "magnetic_tile"
     root = copy_mvtec_subset(source, tmp_path_factory.mktemp("data"), train=8, good=2, per_type=2, types=["crack"])
-    config = preset("mobilenet").updated(
-        {
-            "backbone.weights": str(mobilenet_weights()),
-            "data.image_size": 96,
-            "data.batch_size": 4,
-            "method.meta_epochs": 2,
-            "method.limit": 8,
-            "method.step": 5,
-            "method.dsc_hidden": 64,
-            "run.device": "cpu",
-        }
-    )
+    config = tiny_run_config({"method.eval_epochs": 5})
     run_dir = tmp_path_factory.mktemp("run") / "run"
     Trainer(config, discover(root, "magnetic_tile"), run_dir).run_training()
     return Predictor(run_dir, device="cpu")

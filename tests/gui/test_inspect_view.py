@@ -12,7 +12,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 
-from glass_engine.config import preset
 from glass_engine.data import discover, read_image
 from glass_engine.runs import RunFolder
 from glass_engine.training import Trainer
@@ -26,7 +25,7 @@ from glass_gui.inspect_view import (
 )
 from glass_gui.views import StudioContext
 from glass_gui.workers import task_runner
-from tests.conftest import mobilenet_weights, shared_dataset
+from tests.conftest import shared_dataset, tiny_run_config
 from tests.engine.subsets import copy_mvtec_subset
 
 WAIT_MS = 180_000
@@ -42,18 +41,7 @@ def tile_copy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run_dir(tile_copy, tmp_path_factory):
-    config = preset("mobilenet").updated(
-        {
-            "backbone.weights": str(mobilenet_weights()),
-            "data.image_size": 96,
-            "data.batch_size": 4,
-            "method.meta_epochs": 2,
-            "method.limit": 8,
-            "method.step": 5,
-            "method.dsc_hidden": 64,
-            "run.device": "cpu",
-        }
-    )
+    config = tiny_run_config({"method.eval_epochs": 5})
     run_dir = tmp_path_factory.mktemp("run") / "tiny run"
     Trainer(config, discover(tile_copy, "magnetic_tile"), run_dir).run_training()
     return run_dir
