@@ -380,7 +380,7 @@ def _memory_probe(payload: dict[str, Any]) -> dict[str, Any]:
 def _precision_check(config: GlassConfig, index: DatasetIndex) -> dict[str, Any]:
     """Train the same short run (2 epochs of 16 samples) in float32 and bfloat16 autocast; compare the metrics.
 
-    NOTE: two short epochs say little about agreement after a full training; the CPU default stays float32.
+    NOTE: two short epochs show little about agreement after a full training; the CPU default stays float32.
     """
     from glass_engine.training import Trainer
     import tempfile

@@ -29,9 +29,9 @@ class DataConfig:
     image_size: int = 288
     """Side in pixels of the square network input."""
     resize_policy: str = "resize"
-    """How an image becomes the square input: `resize` squashes the whole image (default, nothing is cut),
-    `letterbox` keeps the aspect ratio and pads, `resize_crop` is the official short-side resize plus centre
-    crop, which cuts the edges of non-square images."""
+    """Geometry from an image to the square input. `resize` squashes the whole image (default, nothing is
+    cut), `letterbox` keeps the aspect ratio and pads, and `resize_crop` is the official short-side resize
+    plus centre crop, which cuts the edges of non-square images."""
     crop_ratio: float = 1.0
     """For `resize_crop` only: the short side is resized to image_size / crop_ratio before the centre crop."""
     batch_size: int = 8

@@ -65,7 +65,7 @@ RANDOM_INIT_SEED = 0
 
 @dataclass
 class WeightsInfo:
-    """Where the backbone's weights came from; written into every run's config and report."""
+    """Source of the backbone's weights, written into every run's config and report."""
 
     pretrained: bool
     source: str
@@ -129,7 +129,7 @@ def _load_state_dict_file(model: torch.nn.Module, path: Path, name: str) -> None
     if isinstance(state_dict, dict) and "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
         state_dict = state_dict["state_dict"]
     if not isinstance(state_dict, dict):
-        raise WeightsMismatchError(f"Weights file {path} holds a {type(state_dict).__name__}, not a state dict.")
+        raise WeightsMismatchError(f"Weights file {path} contains a {type(state_dict).__name__}, not a state dict.")
     result = _try_load(model, state_dict)
     if result:
         raise WeightsMismatchError(

@@ -1,11 +1,11 @@
 """GLASS networks and the training step: projection, discriminator, focal loss, GAS and LAS features.
 
-The step reproduces the official GLASS training step (cqylunlun/GLASS, glass.py `_train_discriminator`):
-Gaussian noise on projected normal features, `step` gradient-ascent moves of `step_size` along the
-normalised gradient of the discriminator's loss, truncation every 5 moves (manifold: distance to the true
-feature clamped to [0.5, 1]; hypersphere: distance to the centre clamped to [r_t, 2 r_t]), LAS features
-clamped to [2 r_t, 4 r_t] in hypersphere mode, BCE on true vs GAS features plus focal loss with hard-sample
-mining on the LAS features.
+The step reproduces the official GLASS training step (cqylunlun/GLASS, glass.py `_train_discriminator`).
+Gaussian noise is added to projected normal features, which then make `step` gradient-ascent moves of
+`step_size` along the normalised gradient of the discriminator's loss. Every 5 moves they are truncated:
+in manifold mode their distance to the true feature is clamped to [0.5, 1], in hypersphere mode their
+distance to the centre to [r_t, 2 r_t]. In hypersphere mode LAS features are clamped to [2 r_t, 4 r_t].
+The loss is BCE on true vs GAS features plus a focal loss with hard-sample mining on the LAS features.
 
 One change of computation, not of result: during the ascent moves the discriminator's first linear layer is
 applied to the true features once per batch instead of once per move, because those rows do not change and
@@ -78,7 +78,7 @@ def focal_loss(probabilities: torch.Tensor, target: torch.Tensor, gamma: float =
     """Binary focal loss on probabilities of class 1, with the official code's label smoothing of 1e-5.
 
     pt is the probability given to the true class, computed from targets clamped to [smooth, 1 - smooth]
-    and shifted by `smooth`; the loss is mean((1 - pt)^gamma * -log(pt)).
+    and shifted by `smooth`. The loss is mean((1 - pt)^gamma * -log(pt)).
     """
     probabilities = probabilities.reshape(-1)
     target = target.reshape(-1).float().clamp(smooth, 1.0 - smooth)
@@ -111,8 +111,8 @@ class GlassHead(torch.nn.Module):
     def score(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Patch anomaly scores in [0, 1] (1 = anomalous) for (N, D) embeddings.
 
-        In eval mode the projection (affine) is folded into the discriminator's first linear layer, which
-        removes one D x D product per patch; the result equals the unfolded form up to float rounding.
+        In eval mode the affine projection is folded into the discriminator's first linear layer, which
+        removes one D x D product per patch. The result equals the unfolded form up to float rounding.
         """
         if self.training or self.projection is None or self.method.dsc_layers < 2:
             return self.discriminator(self.project(embeddings)).squeeze(-1)
@@ -146,7 +146,7 @@ class GlassHead(torch.nn.Module):
         """Centre of the projected normal features per patch position, (positions, D).
 
         The projection is affine, so the mean of projected features equals the projection of the mean
-        embedding; the centre needs no pass over the training images.
+        embedding, and the centre needs no pass over the training images.
         """
         with torch.no_grad():
             return self.project(mean_embedding)
@@ -162,7 +162,7 @@ class GlassHead(torch.nn.Module):
         autocast_dtype: torch.dtype = torch.float32,
         reuse_first_layer: bool = True,
     ) -> StepStats:
-        """One optimisation step on a batch.
+        """Run one optimisation step on a batch and return its statistics.
 
         true_embeddings, fake_embeddings: (B*P, D) embeddings of the clean and the LAS images;
         mask_s: (B*P,) 1 where the LAS mask covers the patch; center: (P, D) centre per position.

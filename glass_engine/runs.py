@@ -164,7 +164,7 @@ class RunFolder:
         self.update_info(user_threshold=float(threshold))
 
     def threshold(self) -> float | None:
-        """The threshold in force: the operator's if set, else the F1-optimal one from metrics.json."""
+        """Return the threshold in force: the operator's if set, else the F1-optimal one from metrics.json."""
         info = self.read_info() if self.info_path.is_file() else {}
         if info.get("user_threshold") is not None:
             return float(info["user_threshold"])

@@ -1,10 +1,10 @@
 """The GLASS training loop as an object that emits typed progress events and honours a cancel flag.
 
-One run: validate the data, judge the distribution (manifold or hypersphere), embed the clean training and
-test images once, then train for `meta_epochs` epochs (LAS images are the only backbone passes per epoch),
-evaluate every `eval_epochs`, keep the checkpoint chosen by `run.selection_rule`, and write the run folder
-(see glass_engine.runs). Checkpoints are written atomically every epoch; a run folder with an unfinished
-run resumes from its last completed epoch.
+One run validates the data, judges the distribution (manifold or hypersphere) and embeds the clean training
+and test images once. It then trains for `meta_epochs` epochs, in which LAS images are the only backbone
+passes, evaluates every `eval_epochs`, keeps the checkpoint chosen by `run.selection_rule` and writes the
+run folder (see glass_engine.runs). Checkpoints are written atomically every epoch, and a run folder with
+an unfinished run resumes from its last completed epoch.
 """
 
 from __future__ import annotations
@@ -108,14 +108,14 @@ class Trainer:
             info = self.run.read_info()
             if info.get("status") == "done":
                 raise OutputError(
-                    f"Run folder {self.run.root} already holds a finished run. Choose a new output folder, or "
+                    f"Run folder {self.run.root} already contains a finished run. Choose a new output folder, or "
                     f"use `glass-engine test --run {self.run.root}` to evaluate it."
                 )
             previous = self.run.read_config() if self.run.config_path.is_file() else None
             trained = self.run.last_checkpoint.is_file()
             if previous is not None and previous.to_dict() != self.config.to_dict() and trained:
                 raise OutputError(
-                    f"Run folder {self.run.root} holds an unfinished run with another configuration. Choose a new "
+                    f"Run folder {self.run.root} contains an unfinished run with another configuration. Choose a new "
                     f"output folder to start over, or run again with the same settings to resume it."
                 )
         atomic_write(self.run.config_path, lambda tmp: tmp.write_text(self.config.to_yaml(), encoding="utf-8"))
@@ -445,7 +445,7 @@ class Trainer:
         return best
 
     def _validation_set(self, samples: list[Sample], model: GlassModel, textures: TextureSource) -> dict[str, Any]:
-        """Held-out good images plus one LAS-defected copy of each: selection data that never sees the test set."""
+        """Held-out good images plus one LAS-defected copy of each: selection data that never reads the test set."""
         self._emit("stage", message=f"Preparing {len(samples)} held-out good images and their synthetic defects")
         las = LASDataset(
             samples,

@@ -82,7 +82,7 @@ def test_finished_run_is_not_overwritten(tile_root, tmp_path):
     index = discover(tile_root, "magnetic_tile")
     config = small_config(**{"method.meta_epochs": 1, "run.selection_rule": "last"})
     Trainer(config, index, tmp_path / "run").run_training()
-    with pytest.raises(OutputError, match="already holds a finished run"):
+    with pytest.raises(OutputError, match="already contains a finished run"):
         Trainer(config, index, tmp_path / "run").run_training()
 
 
